@@ -1,0 +1,74 @@
+"""Build fastpool, compiling ``src/fastpool/_core.pyx`` into ``fastpool._core``.
+
+Environment switches (read at build time):
+
+* ``FASTPOOL_NO_EXTENSIONS=1``  build the pure-Python package (no compiler needed);
+* ``FASTPOOL_REQUIRE_EXTENSIONS=1``  make a failed compile an error instead of a
+  fallback to the pure-Python package (CI and wheel builds set it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+NO_EXTENSIONS = _flag("FASTPOOL_NO_EXTENSIONS")
+REQUIRE_EXTENSIONS = _flag("FASTPOOL_REQUIRE_EXTENSIONS")
+if sys.implementation.name != "cpython" and not REQUIRE_EXTENSIONS:
+    NO_EXTENSIONS = True
+
+
+def _say(msg: str) -> None:
+    print(f"*** fastpool: {msg}", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """Build the extension, falling back to pure Python unless it is required."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:
+            if REQUIRE_EXTENSIONS:
+                raise
+            _say(f"could not compile the core ({exc}); pure-Python build")
+        else:
+            if self.extensions:
+                _say("accelerated build (compiled core fastpool._core)")
+
+    def build_extension(self, ext):  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            if REQUIRE_EXTENSIONS:
+                raise
+            _say(f"could not compile {ext.name} ({exc}); pure-Python build")
+
+
+def _extensions() -> list:  # type: ignore[type-arg]
+    if NO_EXTENSIONS:
+        _say("FASTPOOL_NO_EXTENSIONS is set: pure-Python build")
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if REQUIRE_EXTENSIONS:
+            raise
+        _say("Cython is not available: pure-Python build")
+        return []
+    return cythonize(
+        ["src/fastpool/_core.pyx"],
+        compiler_directives={"language_level": "3"},
+        quiet=True,
+    )
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

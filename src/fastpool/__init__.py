@@ -1,0 +1,38 @@
+"""fastpool: a fast, correct connection pool for psycopg 3 and any resource.
+
+``fastpool.Pool`` (threads) pools psycopg connections; ``fastpool.ResourcePool``
+pools anything that implements :class:`fastpool.Resource`.  The bookkeeping
+runs in a compiled core (``fastpool.IMPLEMENTATION == "c"``) or, when that is
+not built or ``FASTPOOL_NO_EXTENSIONS=1`` is set, in its pure-Python twin
+(``"python"``).  Logs go to the ``fastpool`` logger.
+"""
+
+from __future__ import annotations
+
+from ._impl import IMPLEMENTATION
+from ._meta import ConnectionMetadata
+from ._options import PoolOptions
+from ._pool import BasePool, Pool, PooledConnection, ResourcePool
+from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
+from .resource import BaseResource, Resource
+
+__all__ = [
+    "IMPLEMENTATION",
+    "BasePool",
+    "BaseResource",
+    "ConnectionMetadata",
+    "Error",
+    "Pool",
+    "PoolClosed",
+    "PoolError",
+    "PoolOptions",
+    "PoolTimeout",
+    "PooledConnection",
+    "Resource",
+    "ResourcePool",
+    "TooManyRequests",
+    "WrongPoolError",
+    "__version__",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,529 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Compiled pool core (extension ``fastpool._core``).
+
+Twin of ``fastpool._core_py``: same names, same behaviour, checked by the
+differential tests.  Read the docstring of ``_core_py`` for the contract;
+this file only differs in how it is written (typed C attributes, no
+per-operation allocation on the hot path).
+"""
+
+cimport cython
+from collections import deque
+
+__all__ = [
+    "ENQUEUE_CLOSED",
+    "ENQUEUE_FULL",
+    "ENTRY_CLOSED",
+    "ENTRY_IDLE",
+    "ENTRY_IN_USE",
+    "WAITER_CANCELLED",
+    "WAITER_FAILED",
+    "WAITER_SERVED",
+    "WAITER_WAITING",
+    "Entry",
+    "PoolCore",
+    "Waiter",
+]
+
+cdef double INF = float("inf")
+cdef double _JITTER = 0.05
+
+cdef enum:
+    _ENTRY_IDLE = 0
+    _ENTRY_IN_USE = 1
+    _ENTRY_CLOSED = 2
+    _W_WAITING = 0
+    _W_SERVED = 1
+    _W_CANCELLED = 2
+    _W_FAILED = 3
+
+ENTRY_IDLE = _ENTRY_IDLE
+ENTRY_IN_USE = _ENTRY_IN_USE
+ENTRY_CLOSED = _ENTRY_CLOSED
+WAITER_WAITING = _W_WAITING
+WAITER_SERVED = _W_SERVED
+WAITER_CANCELLED = _W_CANCELLED
+WAITER_FAILED = _W_FAILED
+ENQUEUE_FULL = -1
+ENQUEUE_CLOSED = -2
+
+
+@cython.final
+cdef class Entry:
+    """One pooled connection and its bookkeeping (created once per connection)."""
+
+    cdef public object conn
+    cdef public double created_at
+    cdef public double last_used
+    cdef public double expires_at
+    cdef public long long serial
+    cdef public object owner
+    cdef public int state
+    cdef public int locks_held
+    cdef public bint flagged
+    cdef public bint fresh
+    cdef public bint check_due
+
+    def __init__(self, conn, double created_at, double expires_at, long long serial, owner):
+        self.conn = conn
+        self.created_at = created_at
+        self.last_used = created_at
+        self.expires_at = expires_at
+        self.serial = serial
+        self.owner = owner
+        self.state = _ENTRY_IN_USE
+        self.locks_held = 0
+        self.flagged = False
+        self.fresh = True
+        self.check_due = False
+
+    def __repr__(self):
+        return f"<Entry #{self.serial} state={self.state}>"
+
+
+@cython.final
+@cython.freelist(16)
+cdef class Waiter:
+    """A caller queued for a connection; ``handle`` belongs to the shell."""
+
+    cdef public object handle
+    cdef public object entry
+    cdef public object error
+    cdef public int state
+
+    def __init__(self, handle=None):
+        self.handle = handle
+        self.entry = None
+        self.error = None
+        self.state = _W_WAITING
+
+
+cdef inline _check_sizes(Py_ssize_t max_size, Py_ssize_t min_size):
+    if max_size < 1:
+        raise ValueError("max_size must be at least 1")
+    if min_size < 0:
+        raise ValueError("min_size cannot be negative")
+    if min_size > max_size:
+        raise ValueError("min_size cannot be greater than max_size")
+
+
+@cython.final
+cdef class PoolCore:
+    """Non-blocking pool bookkeeping; see ``fastpool._core_py``."""
+
+    cdef readonly Py_ssize_t max_size
+    cdef readonly Py_ssize_t min_size
+    cdef readonly Py_ssize_t max_waiting
+    cdef double _max_lifetime
+    cdef double _idle_timeout
+    cdef double _verify_after
+    cdef bint _lifo
+    cdef list _ring
+    cdef Py_ssize_t _head
+    cdef Py_ssize_t _n_idle
+    cdef Py_ssize_t _in_use
+    cdef Py_ssize_t _connecting
+    cdef object _waiters
+    cdef Py_ssize_t _n_waiting
+    cdef Py_ssize_t _dead_waiters
+    cdef readonly bint closed
+    cdef readonly list doomed
+    cdef unsigned long long _rng
+    cdef long long _serial
+    cdef readonly long long n_hits
+    cdef readonly long long n_handoffs
+    cdef readonly long long n_waits
+    cdef readonly long long n_cancelled
+    cdef readonly long long n_too_many
+    cdef readonly long long n_connects
+    cdef readonly long long n_connect_failures
+    cdef readonly long long n_expired
+    cdef readonly long long n_discarded
+    cdef readonly long long n_returns
+
+    def __init__(self, Py_ssize_t max_size, Py_ssize_t min_size=0, max_lifetime=None,
+                 idle_timeout=None, verify_after=None, lifo=True, Py_ssize_t max_waiting=0,
+                 seed=0):
+        _check_sizes(max_size, min_size)
+        if max_waiting < 0:
+            raise ValueError("max_waiting cannot be negative")
+        self.max_size = max_size
+        self.min_size = min_size
+        self._max_lifetime = INF if max_lifetime is None else float(max_lifetime)
+        self._idle_timeout = INF if idle_timeout is None else float(idle_timeout)
+        self._verify_after = INF if verify_after is None else float(verify_after)
+        self._lifo = bool(lifo)
+        self.max_waiting = max_waiting
+        self._ring = [None] * max_size
+        self._head = 0
+        self._n_idle = 0
+        self._in_use = 0
+        self._connecting = 0
+        self._waiters = deque()
+        self._n_waiting = 0
+        self._dead_waiters = 0
+        self.closed = False
+        self.doomed = []
+        self._rng = <unsigned long long>(seed & 0xFFFFFFFFFFFFFFFF)
+        self._serial = 0
+        self.n_hits = 0
+        self.n_handoffs = 0
+        self.n_waits = 0
+        self.n_cancelled = 0
+        self.n_too_many = 0
+        self.n_connects = 0
+        self.n_connect_failures = 0
+        self.n_expired = 0
+        self.n_discarded = 0
+        self.n_returns = 0
+
+    # -- gauges ---------------------------------------------------------------
+
+    @property
+    def size(self):
+        """Idle + in use + connecting."""
+        return self._n_idle + self._in_use + self._connecting
+
+    @property
+    def idle(self):
+        """Number of idle entries."""
+        return self._n_idle
+
+    @property
+    def in_use(self):
+        """Number of entries handed out (including pinned ones)."""
+        return self._in_use
+
+    @property
+    def connecting(self):
+        """Number of connects the shell was told to start and has not finished."""
+        return self._connecting
+
+    @property
+    def waiting(self):
+        """Number of live waiters."""
+        return self._n_waiting
+
+    # -- internals ------------------------------------------------------------
+
+    cdef inline double _next_random(self):
+        cdef unsigned long long z
+        self._rng = self._rng + 0x9E3779B97F4A7C15ULL
+        z = self._rng
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+        z = z ^ (z >> 31)
+        return <double>(z >> 11) * (1.0 / 9007199254740992.0)
+
+    cdef inline void _push_idle(self, Entry e):
+        self._ring[(self._head + self._n_idle) % self.max_size] = e
+        self._n_idle += 1
+        e.state = _ENTRY_IDLE
+
+    cdef inline Entry _pop_idle(self):
+        cdef Py_ssize_t i
+        cdef Entry e
+        if self._lifo:
+            i = (self._head + self._n_idle - 1) % self.max_size
+        else:
+            i = self._head
+            self._head = (self._head + 1) % self.max_size
+        e = <Entry>self._ring[i]
+        self._ring[i] = None
+        self._n_idle -= 1
+        return e
+
+    cdef list _idle_list(self):
+        cdef Py_ssize_t k, i
+        cdef list out = []
+        for k in range(self._n_idle):
+            i = (self._head + k) % self.max_size
+            out.append(self._ring[i])
+            self._ring[i] = None
+        self._head = 0
+        self._n_idle = 0
+        return out
+
+    cdef Py_ssize_t _reserve(self):
+        cdef Py_ssize_t used, free, need, floor
+        if self.closed:
+            return 0
+        used = self._n_idle + self._in_use + self._connecting
+        free = self.max_size - used
+        need = self._n_waiting - self._connecting
+        floor = self.min_size - used
+        if floor > need:
+            need = floor
+        if need > free:
+            need = free
+        if need <= 0:
+            return 0
+        self._connecting += need
+        return need
+
+    cdef Waiter _serve(self, Entry e):
+        cdef Waiter w
+        waiters = self._waiters
+        while waiters:
+            w = <Waiter>waiters.popleft()
+            if w.state != _W_WAITING:
+                self._dead_waiters -= 1
+                continue
+            self._n_waiting -= 1
+            w.state = _W_SERVED
+            w.entry = e
+            e.state = _ENTRY_IN_USE
+            e.check_due = e.flagged
+            self._in_use += 1
+            self.n_handoffs += 1
+            return w
+        if self._n_idle + self._in_use + self._connecting >= self.max_size:
+            # only after a shrinking resize: the excess is closed as it comes back
+            self.n_discarded += 1
+            self._doom(e)
+            return None
+        self._push_idle(e)
+        return None
+
+    cdef inline void _doom(self, Entry e):
+        e.state = _ENTRY_CLOSED
+        self.doomed.append(e)
+
+    # -- operations -------------------------------------------------------------
+
+    cpdef Entry acquire(self, double now):
+        """Pop a usable idle entry, or return None (then the caller must wait)."""
+        cdef Entry e
+        if self._n_waiting or self.closed:
+            return None
+        while self._n_idle:
+            e = self._pop_idle()
+            if now >= e.expires_at or (
+                now - e.last_used > self._idle_timeout
+                and self._n_idle + self._in_use + self._connecting >= self.min_size
+            ):
+                self.n_expired += 1
+                self._doom(e)
+                continue
+            e.state = _ENTRY_IN_USE
+            e.fresh = False
+            e.check_due = e.flagged or now - e.last_used >= self._verify_after
+            self._in_use += 1
+            self.n_hits += 1
+            return e
+        return None
+
+    cpdef Py_ssize_t enqueue(self, Waiter waiter, double now):
+        """Queue ``waiter``; return how many connects to start (>= 0).
+
+        Returns ``ENQUEUE_CLOSED`` if the pool is closed and ``ENQUEUE_FULL``
+        if ``max_waiting`` waiters are already queued.
+        """
+        if self.closed:
+            waiter.state = _W_FAILED
+            return -2
+        if self.max_waiting and self._n_waiting >= self.max_waiting:
+            waiter.state = _W_FAILED
+            self.n_too_many += 1
+            return -1
+        waiter.state = _W_WAITING
+        waiter.entry = None
+        self._waiters.append(waiter)
+        self._n_waiting += 1
+        self.n_waits += 1
+        return self._reserve()
+
+    cpdef Entry cancel_wait(self, Waiter waiter):
+        """Withdraw ``waiter``; return the entry if it had been served meanwhile."""
+        cdef int st = waiter.state
+        cdef Entry e
+        if st == _W_SERVED:
+            e = <Entry>waiter.entry
+            waiter.entry = None
+            waiter.state = _W_CANCELLED
+            return e
+        if st == _W_WAITING:
+            waiter.state = _W_CANCELLED
+            self._n_waiting -= 1
+            self._dead_waiters += 1
+            self.n_cancelled += 1
+            if self._dead_waiters > 32 and self._dead_waiters > self._n_waiting:
+                self._waiters = deque([w for w in self._waiters if (<Waiter>w).state == _W_WAITING])
+                self._dead_waiters = 0
+        return None
+
+    cpdef Waiter release(self, Entry e, double now):
+        """Return an in-use entry; hand it to the oldest waiter or idle it."""
+        if e.state != _ENTRY_IN_USE or e.owner is not self:
+            raise RuntimeError("entry is not in use in this pool")
+        self._in_use -= 1
+        self.n_returns += 1
+        if self.closed or e.locks_held > 0 or now >= e.expires_at:
+            self.n_discarded += 1
+            self._doom(e)
+            return None
+        e.last_used = now
+        e.fresh = False
+        return self._serve(e)
+
+    cpdef Py_ssize_t discard(self, Entry e) except -1:
+        """Drop an in-use entry (the caller closes it); return connects to start."""
+        if e.state != _ENTRY_IN_USE or e.owner is not self:
+            raise RuntimeError("entry is not in use in this pool")
+        self._in_use -= 1
+        self.n_discarded += 1
+        e.state = _ENTRY_CLOSED
+        return self._reserve()
+
+    cpdef Waiter connect_done(self, conn, double now):
+        """Register a new connection opened for a reserved connect."""
+        cdef double lifetime
+        cdef Entry e
+        if self._connecting <= 0:
+            raise RuntimeError("no connect in progress")
+        self._connecting -= 1
+        self.n_connects += 1
+        self._serial += 1
+        lifetime = self._max_lifetime
+        if lifetime != INF:
+            lifetime = lifetime * (1.0 - _JITTER * self._next_random())
+        e = Entry(conn, now, now + lifetime, self._serial, self)
+        if self.closed:
+            self._doom(e)
+            return None
+        return self._serve(e)
+
+    cpdef Py_ssize_t connect_failed(self) except -1:
+        """Give back a reserved connect that failed; return connects to start."""
+        if self._connecting <= 0:
+            raise RuntimeError("no connect in progress")
+        self._connecting -= 1
+        self.n_connect_failures += 1
+        return self._reserve()
+
+    cpdef Waiter fail_waiter(self):
+        """Pop the oldest live waiter and mark it failed (the shell sets its error)."""
+        cdef Waiter w
+        waiters = self._waiters
+        while waiters:
+            w = <Waiter>waiters.popleft()
+            if w.state != _W_WAITING:
+                self._dead_waiters -= 1
+                continue
+            self._n_waiting -= 1
+            w.state = _W_FAILED
+            return w
+        return None
+
+    cpdef Py_ssize_t plan_connects(self):
+        """Reserve the connects needed for live waiters and ``min_size``."""
+        return self._reserve()
+
+    cpdef Py_ssize_t reap(self, double now):
+        """Move expired idle entries to ``doomed``; return how many were moved."""
+        cdef list entries = self._idle_list()
+        cdef Py_ssize_t n = 0
+        cdef Py_ssize_t size = len(entries) + self._in_use + self._connecting
+        cdef Entry e
+        for obj in entries:
+            e = <Entry>obj
+            if now >= e.expires_at or (now - e.last_used > self._idle_timeout and size > self.min_size):
+                self._doom(e)
+                self.n_expired += 1
+                size -= 1
+                n += 1
+            else:
+                self._push_idle(e)
+        return n
+
+    cpdef list idle_entries(self):
+        """Return the idle entries, oldest push first (a snapshot; nothing changes)."""
+        cdef Py_ssize_t k
+        cdef list out = []
+        for k in range(self._n_idle):
+            out.append(self._ring[(self._head + k) % self.max_size])
+        return out
+
+    cpdef Py_ssize_t evict(self, list entries) except -1:
+        """Move those of ``entries`` that are still idle to ``doomed``; return how many."""
+        cdef Py_ssize_t n = 0
+        cdef Entry e
+        for obj in entries:
+            e = <Entry?>obj
+            if e.state == _ENTRY_IDLE and e.owner is self:
+                e.state = -1
+                n += 1
+        if n:
+            for obj in self._idle_list():
+                e = <Entry>obj
+                if e.state == -1:
+                    self.n_discarded += 1
+                    self._doom(e)
+                else:
+                    self._push_idle(e)
+        return n
+
+    cpdef flag(self, Entry e):
+        """Mark ``e`` as needing a health check at its next hand-out."""
+        e.flagged = True
+
+    cpdef list close(self):
+        """Close the core: idle entries go to ``doomed``; return the live waiters (failed)."""
+        cdef list out = []
+        self.closed = True
+        for e in self._idle_list():
+            self._doom(<Entry>e)
+        while True:
+            w = self.fail_waiter()
+            if w is None:
+                break
+            out.append(w)
+        self._dead_waiters = 0
+        return out
+
+    cpdef list take_doomed(self):
+        """Return and clear the list of entries the shell must close."""
+        cdef list d = self.doomed
+        if not d:
+            return []
+        out = list(d)
+        del d[:]
+        return out
+
+    cpdef resize(self, Py_ssize_t max_size, Py_ssize_t min_size):
+        """Change the size bounds; idle entries beyond the new maximum go to ``doomed``."""
+        _check_sizes(max_size, min_size)
+        cdef list entries = self._idle_list()
+        self.max_size = max_size
+        self.min_size = min_size
+        self._ring = [None] * max_size
+        cdef Py_ssize_t excess = len(entries) + self._in_use + self._connecting - max_size
+        for e in entries:
+            if excess > 0:
+                self._doom(<Entry>e)
+                excess -= 1
+            else:
+                self._push_idle(<Entry>e)
+
+    def stats(self):
+        """Return gauges and counters as a new dict."""
+        return {
+            "max_size": self.max_size,
+            "min_size": self.min_size,
+            "size": self._n_idle + self._in_use + self._connecting,
+            "idle": self._n_idle,
+            "in_use": self._in_use,
+            "connecting": self._connecting,
+            "waiting": self._n_waiting,
+            "hits": self.n_hits,
+            "handoffs": self.n_handoffs,
+            "waits": self.n_waits,
+            "cancelled_waits": self.n_cancelled,
+            "too_many_requests": self.n_too_many,
+            "connects": self.n_connects,
+            "connect_failures": self.n_connect_failures,
+            "expired": self.n_expired,
+            "discarded": self.n_discarded,
+            "returns": self.n_returns,
+        }

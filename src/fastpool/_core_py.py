@@ -1,0 +1,555 @@
+"""Pure-Python twin of the compiled pool core (``fastpool._core``).
+
+The core is the pool's bookkeeping and nothing else: the idle queue, the
+size/permit count, the FIFO waiter queue with direct hand-off, the expiry gate,
+the health-check gate and the counters.  It never blocks, never reads the
+clock (every operation is given ``now``) and never does I/O: its operations
+return decisions ("here is an entry", "start N connects", "this waiter was
+served") and the pool shells carry them out.  Callers serialise all calls with
+one lock.
+
+Invariants (asserted by the test-suite after every operation):
+
+* ``idle + in_use + connecting <= max_size``;
+* a live waiter in the queue implies no idle entry;
+* an entry is in exactly one place: idle, in use, or closed.
+
+This module and ``_core.pyx`` must stay identical in behaviour; the
+differential tests run random operation sequences against both.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+__all__ = [
+    "ENQUEUE_CLOSED",
+    "ENQUEUE_FULL",
+    "ENTRY_CLOSED",
+    "ENTRY_IDLE",
+    "ENTRY_IN_USE",
+    "WAITER_CANCELLED",
+    "WAITER_FAILED",
+    "WAITER_SERVED",
+    "WAITER_WAITING",
+    "Entry",
+    "PoolCore",
+    "Waiter",
+]
+
+INF = float("inf")
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_JITTER = 0.05
+
+ENTRY_IDLE = 0
+ENTRY_IN_USE = 1
+ENTRY_CLOSED = 2
+
+WAITER_WAITING = 0
+WAITER_SERVED = 1
+WAITER_CANCELLED = 2
+WAITER_FAILED = 3
+
+ENQUEUE_FULL = -1
+ENQUEUE_CLOSED = -2
+
+
+class Entry:
+    """One pooled connection and its bookkeeping (created once per connection)."""
+
+    __slots__ = (
+        "check_due",
+        "conn",
+        "created_at",
+        "expires_at",
+        "flagged",
+        "fresh",
+        "last_used",
+        "locks_held",
+        "owner",
+        "serial",
+        "state",
+    )
+
+    def __init__(self, conn: Any, created_at: float, expires_at: float, serial: int, owner: Any) -> None:
+        self.conn = conn
+        self.created_at = created_at
+        self.last_used = created_at
+        self.expires_at = expires_at
+        self.serial = serial
+        self.owner = owner
+        self.state = ENTRY_IN_USE
+        self.locks_held = 0
+        self.flagged = False
+        self.fresh = True
+        self.check_due = False
+
+    def __repr__(self) -> str:
+        return f"<Entry #{self.serial} state={self.state}>"
+
+
+class Waiter:
+    """A caller queued for a connection; ``handle`` belongs to the shell."""
+
+    __slots__ = ("entry", "error", "handle", "state")
+
+    def __init__(self, handle: Any = None) -> None:
+        self.handle = handle
+        self.entry: Entry | None = None
+        self.error: BaseException | None = None
+        self.state = WAITER_WAITING
+
+
+class PoolCore:
+    """Non-blocking pool bookkeeping; see the module docstring."""
+
+    __slots__ = (
+        "_connecting",
+        "_dead_waiters",
+        "_head",
+        "_idle_timeout",
+        "_in_use",
+        "_lifo",
+        "_max_lifetime",
+        "_n_idle",
+        "_n_waiting",
+        "_ring",
+        "_rng",
+        "_serial",
+        "_verify_after",
+        "_waiters",
+        "closed",
+        "doomed",
+        "max_size",
+        "max_waiting",
+        "min_size",
+        "n_cancelled",
+        "n_connect_failures",
+        "n_connects",
+        "n_discarded",
+        "n_expired",
+        "n_handoffs",
+        "n_hits",
+        "n_returns",
+        "n_too_many",
+        "n_waits",
+    )
+
+    def __init__(
+        self,
+        max_size: int,
+        min_size: int = 0,
+        max_lifetime: float | None = None,
+        idle_timeout: float | None = None,
+        verify_after: float | None = None,
+        lifo: bool = True,
+        max_waiting: int = 0,
+        seed: int = 0,
+    ) -> None:
+        _check_sizes(max_size, min_size)
+        if max_waiting < 0:
+            raise ValueError("max_waiting cannot be negative")
+        self.max_size = max_size
+        self.min_size = min_size
+        self._max_lifetime = INF if max_lifetime is None else float(max_lifetime)
+        self._idle_timeout = INF if idle_timeout is None else float(idle_timeout)
+        self._verify_after = INF if verify_after is None else float(verify_after)
+        self._lifo = bool(lifo)
+        self.max_waiting = max_waiting
+        self._ring: list[Entry | None] = [None] * max_size
+        self._head = 0
+        self._n_idle = 0
+        self._in_use = 0
+        self._connecting = 0
+        self._waiters: deque[Waiter] = deque()
+        self._n_waiting = 0
+        self._dead_waiters = 0
+        self.closed = False
+        self.doomed: list[Entry] = []
+        self._rng = seed & _MASK64
+        self._serial = 0
+        self.n_hits = 0
+        self.n_handoffs = 0
+        self.n_waits = 0
+        self.n_cancelled = 0
+        self.n_too_many = 0
+        self.n_connects = 0
+        self.n_connect_failures = 0
+        self.n_expired = 0
+        self.n_discarded = 0
+        self.n_returns = 0
+
+    # -- gauges ---------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Idle + in use + connecting."""
+        return self._n_idle + self._in_use + self._connecting
+
+    @property
+    def idle(self) -> int:
+        """Number of idle entries."""
+        return self._n_idle
+
+    @property
+    def in_use(self) -> int:
+        """Number of entries handed out (including pinned ones)."""
+        return self._in_use
+
+    @property
+    def connecting(self) -> int:
+        """Number of connects the shell was told to start and has not finished."""
+        return self._connecting
+
+    @property
+    def waiting(self) -> int:
+        """Number of live waiters."""
+        return self._n_waiting
+
+    # -- internals ------------------------------------------------------------
+
+    def _next_random(self) -> float:
+        # splitmix64, identical in both twins; returns a double in [0, 1)
+        self._rng = (self._rng + 0x9E3779B97F4A7C15) & _MASK64
+        z = self._rng
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        z = z ^ (z >> 31)
+        return (z >> 11) * (1.0 / 9007199254740992.0)
+
+    def _push_idle(self, e: Entry) -> None:
+        cap = self.max_size
+        self._ring[(self._head + self._n_idle) % cap] = e
+        self._n_idle += 1
+        e.state = ENTRY_IDLE
+
+    def _pop_idle(self) -> Entry:
+        cap = self.max_size
+        if self._lifo:
+            i = (self._head + self._n_idle - 1) % cap
+        else:
+            i = self._head
+            self._head = (self._head + 1) % cap
+        e = self._ring[i]
+        self._ring[i] = None
+        self._n_idle -= 1
+        assert e is not None
+        return e
+
+    def _idle_list(self) -> list[Entry]:
+        """Remove and return every idle entry, oldest push first."""
+        cap = self.max_size
+        out: list[Entry] = []
+        for k in range(self._n_idle):
+            i = (self._head + k) % cap
+            e = self._ring[i]
+            assert e is not None
+            out.append(e)
+            self._ring[i] = None
+        self._head = 0
+        self._n_idle = 0
+        return out
+
+    def _reserve(self) -> int:
+        if self.closed:
+            return 0
+        used = self._n_idle + self._in_use + self._connecting
+        free = self.max_size - used
+        need = self._n_waiting - self._connecting
+        floor = self.min_size - used
+        if floor > need:
+            need = floor
+        if need > free:
+            need = free
+        if need <= 0:
+            return 0
+        self._connecting += need
+        return need
+
+    def _serve(self, e: Entry) -> Waiter | None:
+        """Hand ``e`` (not counted anywhere) to the oldest live waiter, or idle it."""
+        waiters = self._waiters
+        while waiters:
+            w = waiters.popleft()
+            if w.state != WAITER_WAITING:
+                self._dead_waiters -= 1
+                continue
+            self._n_waiting -= 1
+            w.state = WAITER_SERVED
+            w.entry = e
+            e.state = ENTRY_IN_USE
+            e.check_due = e.flagged
+            self._in_use += 1
+            self.n_handoffs += 1
+            return w
+        if self._n_idle + self._in_use + self._connecting >= self.max_size:
+            # only after a shrinking resize: the excess is closed as it comes back
+            self.n_discarded += 1
+            self._doom(e)
+            return None
+        self._push_idle(e)
+        return None
+
+    def _doom(self, e: Entry) -> None:
+        e.state = ENTRY_CLOSED
+        self.doomed.append(e)
+
+    # -- operations -------------------------------------------------------------
+
+    def acquire(self, now: float) -> Entry | None:
+        """Pop a usable idle entry, or return None (then the caller must wait).
+
+        Expired entries met on the way are moved to ``doomed``.  Never barges
+        past a queued waiter.
+        """
+        if self._n_waiting or self.closed:
+            return None
+        while self._n_idle:
+            e = self._pop_idle()
+            if now >= e.expires_at or (
+                now - e.last_used > self._idle_timeout
+                and self._n_idle + self._in_use + self._connecting >= self.min_size
+            ):
+                self.n_expired += 1
+                self._doom(e)
+                continue
+            e.state = ENTRY_IN_USE
+            e.fresh = False
+            e.check_due = e.flagged or now - e.last_used >= self._verify_after
+            self._in_use += 1
+            self.n_hits += 1
+            return e
+        return None
+
+    def enqueue(self, waiter: Waiter, now: float) -> int:
+        """Queue ``waiter``; return how many connects to start (>= 0).
+
+        Returns ``ENQUEUE_CLOSED`` if the pool is closed and ``ENQUEUE_FULL``
+        if ``max_waiting`` waiters are already queued.
+        """
+        if self.closed:
+            waiter.state = WAITER_FAILED
+            return ENQUEUE_CLOSED
+        if self.max_waiting and self._n_waiting >= self.max_waiting:
+            waiter.state = WAITER_FAILED
+            self.n_too_many += 1
+            return ENQUEUE_FULL
+        waiter.state = WAITER_WAITING
+        waiter.entry = None
+        self._waiters.append(waiter)
+        self._n_waiting += 1
+        self.n_waits += 1
+        return self._reserve()
+
+    def cancel_wait(self, waiter: Waiter) -> Entry | None:
+        """Withdraw ``waiter``; return the entry if it had been served meanwhile.
+
+        The returned entry is in use and belongs to the caller, who must use,
+        release or discard it.
+        """
+        st = waiter.state
+        if st == WAITER_SERVED:
+            e = waiter.entry
+            waiter.entry = None
+            waiter.state = WAITER_CANCELLED
+            return e
+        if st == WAITER_WAITING:
+            waiter.state = WAITER_CANCELLED
+            self._n_waiting -= 1
+            self._dead_waiters += 1
+            self.n_cancelled += 1
+            if self._dead_waiters > 32 and self._dead_waiters > self._n_waiting:
+                self._waiters = deque(w for w in self._waiters if w.state == WAITER_WAITING)
+                self._dead_waiters = 0
+        return None
+
+    def release(self, e: Entry, now: float) -> Waiter | None:
+        """Return an in-use entry; hand it to the oldest waiter or idle it.
+
+        An entry that holds a lock, is past its lifetime, or comes back to a
+        closed pool goes to ``doomed`` instead.
+        """
+        if e.state != ENTRY_IN_USE or e.owner is not self:
+            raise RuntimeError("entry is not in use in this pool")
+        self._in_use -= 1
+        self.n_returns += 1
+        if self.closed or e.locks_held > 0 or now >= e.expires_at:
+            self.n_discarded += 1
+            self._doom(e)
+            return None
+        e.last_used = now
+        e.fresh = False
+        return self._serve(e)
+
+    def discard(self, e: Entry) -> int:
+        """Drop an in-use entry (the caller closes it); return connects to start."""
+        if e.state != ENTRY_IN_USE or e.owner is not self:
+            raise RuntimeError("entry is not in use in this pool")
+        self._in_use -= 1
+        self.n_discarded += 1
+        e.state = ENTRY_CLOSED
+        return self._reserve()
+
+    def connect_done(self, conn: Any, now: float) -> Waiter | None:
+        """Register a new connection opened for a reserved connect.
+
+        Returns the waiter it was handed to, or None if it went idle (or to
+        ``doomed``, when the pool closed meanwhile).
+        """
+        if self._connecting <= 0:
+            raise RuntimeError("no connect in progress")
+        self._connecting -= 1
+        self.n_connects += 1
+        self._serial += 1
+        lifetime = self._max_lifetime
+        if lifetime != INF:
+            lifetime = lifetime * (1.0 - _JITTER * self._next_random())
+        e = Entry(conn, now, now + lifetime, self._serial, self)
+        if self.closed:
+            self._doom(e)
+            return None
+        return self._serve(e)
+
+    def connect_failed(self) -> int:
+        """Give back a reserved connect that failed; return connects to start."""
+        if self._connecting <= 0:
+            raise RuntimeError("no connect in progress")
+        self._connecting -= 1
+        self.n_connect_failures += 1
+        return self._reserve()
+
+    def fail_waiter(self) -> Waiter | None:
+        """Pop the oldest live waiter and mark it failed (the shell sets its error)."""
+        waiters = self._waiters
+        while waiters:
+            w = waiters.popleft()
+            if w.state != WAITER_WAITING:
+                self._dead_waiters -= 1
+                continue
+            self._n_waiting -= 1
+            w.state = WAITER_FAILED
+            return w
+        return None
+
+    def plan_connects(self) -> int:
+        """Reserve the connects needed for live waiters and ``min_size``."""
+        return self._reserve()
+
+    def reap(self, now: float) -> int:
+        """Move expired idle entries to ``doomed``; return how many were moved.
+
+        ``max_lifetime`` reaps any idle entry; ``idle_timeout`` never reaps
+        below ``min_size``.
+        """
+        entries = self._idle_list()
+        n = 0
+        size = len(entries) + self._in_use + self._connecting
+        for e in entries:  # oldest push first
+            if now >= e.expires_at or (now - e.last_used > self._idle_timeout and size > self.min_size):
+                self._doom(e)
+                self.n_expired += 1
+                size -= 1
+                n += 1
+            else:
+                self._push_idle(e)
+        return n
+
+    def idle_entries(self) -> list[Entry]:
+        """Return the idle entries, oldest push first (a snapshot; nothing changes)."""
+        cap = self.max_size
+        out: list[Entry] = []
+        for k in range(self._n_idle):
+            e = self._ring[(self._head + k) % cap]
+            assert e is not None
+            out.append(e)
+        return out
+
+    def evict(self, entries: list[Entry]) -> int:
+        """Move those of ``entries`` that are still idle to ``doomed``; return how many."""
+        n = 0
+        for e in entries:
+            if e.state == ENTRY_IDLE and e.owner is self:
+                e.state = -1  # marked for removal below
+                n += 1
+        if n:
+            for e in self._idle_list():
+                if e.state == -1:
+                    self.n_discarded += 1
+                    self._doom(e)
+                else:
+                    self._push_idle(e)
+        return n
+
+    def flag(self, e: Entry) -> None:
+        """Mark ``e`` as needing a health check at its next hand-out."""
+        e.flagged = True
+
+    def close(self) -> list[Waiter]:
+        """Close the core: idle entries go to ``doomed``; return the live waiters (failed)."""
+        self.closed = True
+        for e in self._idle_list():
+            self._doom(e)
+        out: list[Waiter] = []
+        while True:
+            w = self.fail_waiter()
+            if w is None:
+                break
+            out.append(w)
+        self._dead_waiters = 0
+        return out
+
+    def take_doomed(self) -> list[Entry]:
+        """Return and clear the list of entries the shell must close."""
+        d = self.doomed
+        if not d:
+            return []
+        out = list(d)
+        d.clear()
+        return out
+
+    def resize(self, max_size: int, min_size: int) -> None:
+        """Change the size bounds; idle entries beyond the new maximum go to ``doomed``."""
+        _check_sizes(max_size, min_size)
+        entries = self._idle_list()
+        self.max_size = max_size
+        self.min_size = min_size
+        self._ring = [None] * max_size
+        excess = len(entries) + self._in_use + self._connecting - max_size
+        for e in entries:
+            if excess > 0:
+                self._doom(e)
+                excess -= 1
+            else:
+                self._push_idle(e)
+
+    def stats(self) -> dict[str, int]:
+        """Return gauges and counters as a new dict."""
+        return {
+            "max_size": self.max_size,
+            "min_size": self.min_size,
+            "size": self._n_idle + self._in_use + self._connecting,
+            "idle": self._n_idle,
+            "in_use": self._in_use,
+            "connecting": self._connecting,
+            "waiting": self._n_waiting,
+            "hits": self.n_hits,
+            "handoffs": self.n_handoffs,
+            "waits": self.n_waits,
+            "cancelled_waits": self.n_cancelled,
+            "too_many_requests": self.n_too_many,
+            "connects": self.n_connects,
+            "connect_failures": self.n_connect_failures,
+            "expired": self.n_expired,
+            "discarded": self.n_discarded,
+            "returns": self.n_returns,
+        }
+
+
+def _check_sizes(max_size: int, min_size: int) -> None:
+    if max_size < 1:
+        raise ValueError("max_size must be at least 1")
+    if min_size < 0:
+        raise ValueError("min_size cannot be negative")
+    if min_size > max_size:
+        raise ValueError("min_size cannot be greater than max_size")

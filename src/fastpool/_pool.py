@@ -1,0 +1,882 @@
+"""The threaded pools: :class:`Pool` (psycopg) and :class:`ResourcePool` (any resource).
+
+The shell owns one lock that serialises every call into the core (on both
+twins: the GIL is never relied upon), waits outside it, runs the hooks, and
+drives the pool-owned threads that open connections with backoff, reap expired
+idle connections and keep ``min_size``.  An acquirer never opens a connection
+itself: it queues, and a worker's finished connection is handed to the oldest
+waiter (or idled if that waiter gave up meanwhile).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from time import monotonic, sleep
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+
+import psycopg
+
+from . import _impl
+from ._maintenance import Maintenance
+from ._meta import META_NEW, ConnectionMetadata
+from ._psycopg import PsycopgDriver
+from ._validate import check_callable, check_count, check_duration, check_sizes
+from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
+from .resource import Driver, ResourceDriver
+
+__all__ = ["BasePool", "Pool", "PooledConnection", "ResourcePool"]
+
+logger = logging.getLogger("fastpool")
+
+C = TypeVar("C")
+Hook = Callable[[Any, ConnectionMetadata], Any]
+
+_BACKOFF_INITIAL = 0.01
+_BACKOFF_MAX = 1.0
+_names = itertools.count(1)
+_allocate_lock = threading.Lock
+
+
+class BasePool(Generic[C]):
+    """Everything the threaded pools share; see :class:`Pool` for the options."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        min_size: int = 0,
+        max_size: int = 10,
+        acquire_timeout: float = 30.0,
+        max_lifetime: float | None = 1800.0,
+        idle_timeout: float | None = 600.0,
+        test_before_acquire: bool = True,
+        verify_after: float = 1.0,
+        after_connect: Hook | None = None,
+        before_acquire: Hook | None = None,
+        after_release: Hook | None = None,
+        queue_mode: Literal["lifo", "fifo"] = "lifo",
+        max_waiting: int = 0,
+        num_workers: int = 3,
+        open: bool = True,
+        name: str | None = None,
+    ) -> None:
+        self._closed = True  # until fully constructed: __del__/close stay harmless
+        self._name = str(name) if name is not None else f"pool-{next(_names)}"
+        self._driver = driver
+        self._acquire_timeout: float = check_duration("acquire_timeout", acquire_timeout, allow_none=False)  # type: ignore[assignment]
+        self._test_before_acquire = bool(test_before_acquire)
+        self._after_connect = check_callable("after_connect", after_connect)
+        self._before_acquire = check_callable("before_acquire", before_acquire)
+        self._after_release = check_callable("after_release", after_release)
+        self._lock = threading.Lock()
+        core_mod = _impl.core
+        self._waiter_cls = core_mod.Waiter
+        self._core = core_mod.PoolCore(
+            max_size,
+            min_size,
+            max_lifetime,
+            idle_timeout,
+            verify_after,
+            queue_mode == "lifo",
+            max_waiting,
+            id(self) ^ int(monotonic() * 1e9),
+        )
+        self._doomed = self._core.doomed
+        self._has_reset = driver.has_reset
+        self._has_finish = driver.has_finish
+        self._has_needs_check = driver.has_needs_check
+        self._gated = self._test_before_acquire or self._has_needs_check or before_acquire is not None
+        self._lent: dict[int, Any] = {}
+        self._backoff = _BACKOFF_INITIAL
+        self._last_error: BaseException | None = None
+        self._last_error_at = 0.0
+        self._counters = dict.fromkeys(
+            (
+                "timeouts",
+                "health_checks",
+                "health_check_failures",
+                "before_acquire_rejections",
+                "after_release_rejections",
+                "wait_ms",
+            ),
+            0,
+        )
+        self._maint = Maintenance(self._name, num_workers)
+        reap_every = [t for t in (idle_timeout, max_lifetime) if t is not None]
+        self._reap_interval = max(0.5, min(reap_every) / 2) if reap_every else None
+        self._closed = False
+        self._maint.start()
+        self._finalizer = weakref.finalize(self, self._maint.stop, 0.0)
+        if self._reap_interval is not None:
+            self._maint.later(self._reap_interval, _reaper_job(weakref.ref(self)))
+        with self._lock:
+            n = self._core.plan_connects()
+        self._start_connects(n)
+        if open:
+            self._open_eager()
+
+    # -- public API ----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The pool's name (for logs and reprs)."""
+        return self._name
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def max_size(self) -> int:
+        """The most connections the pool will hold at once."""
+        return int(self._core.max_size)
+
+    @property
+    def min_size(self) -> int:
+        """The number of connections the pool keeps open."""
+        return int(self._core.min_size)
+
+    def connection(self, timeout: float | None = None) -> _Borrow[C]:
+        """Borrow a connection for a ``with`` block.
+
+        ``with pool.connection() as conn:`` hands out a connection and returns
+        it at the end of the block; a transaction left open is committed if
+        the block succeeded and rolled back if it raised (psycopg_pool's
+        behaviour).  ``timeout`` (default ``acquire_timeout``) bounds every
+        phase: queueing, connecting and checking.
+
+        Raises ``PoolTimeout``, ``PoolClosed`` or ``TooManyRequests``, or the
+        error of a connect that failed for a reason not worth retrying.
+        """
+        return _Borrow(self, timeout)
+
+    def acquire(self, timeout: float | None = None) -> PooledConnection[C]:
+        """Check out a connection; return it with ``.release()`` or a ``with`` block.
+
+        Unlike :meth:`connection`, nothing is committed: an open transaction is
+        rolled back when the connection comes back.  Same errors as
+        :meth:`connection`.
+        """
+        return PooledConnection(self, self._get(timeout))
+
+    def try_acquire(self) -> PooledConnection[C] | None:
+        """Return an idle connection at once, or None; never waits nor connects.
+
+        The expiry gate applies; no health-check round trip is made.
+        """
+        if self._closed:
+            raise PoolClosed(f"{self._name} is closed")
+        now = monotonic()
+        with self._lock:
+            e = self._core.acquire(now)
+        if self._doomed:
+            self._close_doomed()
+        return None if e is None else PooledConnection(self, e)
+
+    def getconn(self, timeout: float | None = None) -> C:
+        """Check out a connection to give back with :meth:`putconn`."""
+        e = self._get(timeout)
+        self._lent[id(e.conn)] = e
+        return e.conn  # type: ignore[no-any-return]
+
+    def putconn(self, conn: C) -> None:
+        """Give back a connection obtained from :meth:`getconn`.
+
+        Raises ``WrongPoolError`` if ``conn`` was not lent by this pool's
+        ``getconn`` or was already given back.
+        """
+        e = self._lent.pop(id(conn), None)
+        if e is None or e.conn is not conn:
+            if e is not None:
+                self._lent[id(conn)] = e
+            raise WrongPoolError(f"this connection was not lent by {self._name} (or was already returned)")
+        self._put(e)
+
+    def stats(self) -> dict[str, Any]:
+        """Return a snapshot of gauges and counters (a new dict each call).
+
+        Gauges: ``size`` (idle + in use + connecting, never above
+        ``max_size``), ``idle``, ``in_use``, ``connecting``, ``waiting``.
+        Counters: ``hits`` (served from idle without waiting), ``waits``,
+        ``handoffs``, ``connects``, ``connect_failures``, ``expired``,
+        ``discarded``, ``returns``, ``timeouts``, ``health_checks``... and
+        ``requests`` (hits + waits).
+        """
+        with self._lock:
+            s: dict[str, Any] = self._core.stats()
+            s.update(self._counters)
+        s["requests"] = s["hits"] + s["waits"]
+        s["name"] = self._name
+        s["closed"] = self._closed
+        return s
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pool; idempotent.
+
+        Waiters get ``PoolClosed`` at once, idle connections are closed,
+        later acquires raise ``PoolClosed``.  Waits up to ``timeout`` seconds
+        for borrowed connections to come back; any returned later is closed.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            waiters = self._core.close()
+            for w in waiters:
+                w.error = PoolClosed(f"{self._name} was closed while waiting for a connection")
+        for w in waiters:
+            w.handle.release()
+        self._close_doomed()
+        deadline = monotonic() + max(0.0, timeout)
+        while self._core.in_use and monotonic() < deadline:
+            sleep(0.005)
+        if self._core.in_use:
+            logger.warning(
+                "%s closed with %d connection(s) still in use; they will be closed when returned",
+                self._name,
+                self._core.in_use,
+            )
+        self._maint.stop(max(0.0, min(1.0, deadline - monotonic())))
+        self._close_doomed()
+
+    def __enter__(self) -> BasePool[C]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"size={self._core.size}"
+        return f"<fastpool.{type(self).__qualname__} {self._name!r} {state} at 0x{id(self):x}>"
+
+    # -- acquire -------------------------------------------------------------------
+
+    def _get(self, timeout: float | None) -> Any:
+        """Return an in-use core entry; the fast path takes the lock once."""
+        now = monotonic()
+        lock = self._lock
+        lock.acquire()
+        e = self._core.acquire(now)
+        lock.release()
+        if e is not None:
+            if self._doomed:
+                self._close_doomed()
+            if not self._gated or self._admit(e, now):
+                return e
+        return self._get_slow(now, timeout)
+
+    def _get_slow(self, start: float, timeout: float | None) -> Any:
+        if timeout is None:
+            timeout = self._acquire_timeout
+        else:
+            timeout = check_duration("timeout", timeout, allow_none=False, allow_zero=True)  # type: ignore[assignment]
+        deadline = start + timeout  # type: ignore[operator]
+        core = self._core
+        lock = self._lock
+        while True:
+            if self._doomed:
+                self._close_doomed()
+            now = monotonic()
+            n = 0
+            w = None
+            with lock:
+                e = core.acquire(now)
+                if e is None:
+                    if self._closed:
+                        raise PoolClosed(f"{self._name} is closed")
+                    w = self._waiter_cls(_allocate_lock())
+                    w.handle.acquire()
+                    n = core.enqueue(w, now)
+                    if n < 0:
+                        raise TooManyRequests(
+                            f"{self._name}: {core.max_waiting} requests are already waiting (max_waiting)"
+                        )
+            if w is not None:
+                if n:
+                    self._start_connects(n)
+                e = self._wait(w, now, deadline, timeout)  # type: ignore[arg-type]
+            if e.fresh or not self._gated or self._admit(e, now):
+                e.fresh = False
+                return e
+            if monotonic() >= deadline:
+                with lock:
+                    self._counters["timeouts"] += 1
+                raise PoolTimeout(
+                    f"couldn't get a connection after {timeout:.3g} s: timed out checking connections"
+                ) from self._last_error
+
+    def _wait(self, w: Any, now: float, deadline: float, timeout: float) -> Any:
+        core = self._core
+        try:
+            remaining = deadline - now
+            got = w.handle.acquire(True, remaining) if remaining > 0 else w.handle.acquire(False)
+        except BaseException:
+            with self._lock:
+                e = core.cancel_wait(w)
+            if e is not None:
+                self._put_raw(e)
+            raise
+        waited = monotonic() - now
+        if got:
+            self._counters["wait_ms"] += int(waited * 1000)
+            if w.entry is not None:
+                return w.entry
+            raise w.error
+        with self._lock:
+            e = core.cancel_wait(w)
+            if e is None and w.error is None:
+                self._counters["timeouts"] += 1
+        if e is not None:
+            return e
+        if w.error is not None:
+            raise w.error
+        raise self._timeout_error(timeout, now)
+
+    def _timeout_error(self, timeout: float, started: float) -> PoolTimeout:
+        core = self._core
+        cause = self._last_error if self._last_error_at >= started - timeout else None
+        if cause is not None or (core.connecting and core.in_use < core.max_size):
+            phase = f"connecting to {self._driver.describe()}"
+            if cause is not None:
+                first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+                phase += f" (last error: {self._driver.redact(first)})"
+        else:
+            phase = f"waiting for a connection (max_size={core.max_size}, in use={core.in_use})"
+        err = PoolTimeout(f"couldn't get a connection after {timeout:.3g} s: timed out {phase}")
+        err.__cause__ = cause
+        return err
+
+    def _admit(self, e: Any, now: float) -> bool:
+        """Run the acquire-time gates on an entry popped from idle; False = discarded."""
+        conn = e.conn
+        meta = None
+        need = self._test_before_acquire and e.check_due
+        if not need and self._has_needs_check:
+            meta = ConnectionMetadata(now - e.created_at, now - e.last_used)
+            try:
+                need = self._driver.needs_check(conn, meta)
+            except Exception as exc:
+                self._reject(e, "needs_health_check raised", exc)
+                return False
+        if need:
+            try:
+                self._driver.check(conn)
+            except Exception as exc:
+                with self._lock:
+                    self._counters["health_checks"] += 1
+                    self._counters["health_check_failures"] += 1
+                self._last_error, self._last_error_at = exc, monotonic()
+                self._reject(e, "health check failed", exc)
+                return False
+            except BaseException:
+                self._discard(e)
+                raise
+            e.flagged = False
+            with self._lock:
+                self._counters["health_checks"] += 1
+        hook = self._before_acquire
+        if hook is not None:
+            if meta is None:
+                meta = ConnectionMetadata(now - e.created_at, now - e.last_used)
+            try:
+                ok = hook(conn, meta)
+            except Exception as exc:
+                self._reject(e, "before_acquire raised", exc)
+                return False
+            except BaseException:
+                self._discard(e)
+                raise
+            if not ok:
+                with self._lock:
+                    self._counters["before_acquire_rejections"] += 1
+                self._discard(e)
+                return False
+        return True
+
+    def _reject(self, e: Any, why: str, exc: BaseException) -> None:
+        logger.warning("%s: %s, closing the connection: %s", self._name, why, self._driver.redact(str(exc)))
+        self._discard(e)
+
+    # -- release ---------------------------------------------------------------------
+
+    def _put(self, e: Any) -> None:
+        """Return a borrowed entry: reset, after_release, then hand-off or idle."""
+        conn = e.conn
+        now = monotonic()
+        keep = now < e.expires_at  # past max_lifetime: closed without after_release
+        try:
+            if keep and self._has_reset:
+                keep = self._driver.reset(conn)
+            hook = self._after_release
+            if keep and hook is not None:
+                keep = bool(hook(conn, ConnectionMetadata(now - e.created_at, 0.0)))
+                if not keep:
+                    with self._lock:
+                        self._counters["after_release_rejections"] += 1
+        except Exception as exc:
+            logger.warning(
+                "%s: resetting a returned connection failed, closing it: %s",
+                self._name,
+                self._driver.redact(str(exc)),
+            )
+            keep = False
+        except BaseException:
+            self._discard(e)
+            raise
+        if keep:
+            self._put_raw(e, now)
+        else:
+            self._discard(e)
+
+    def _put_raw(self, e: Any, now: float | None = None) -> None:
+        lock = self._lock
+        lock.acquire()
+        w = self._core.release(e, monotonic() if now is None else now)
+        lock.release()
+        if w is not None:
+            w.handle.release()
+        if self._doomed:
+            self._close_doomed()
+
+    def _discard(self, e: Any) -> None:
+        with self._lock:
+            n = self._core.discard(e)
+        self._close_conn(e.conn)
+        if n:
+            self._start_connects(n)
+
+    def _close_conn(self, conn: Any) -> None:
+        try:
+            self._driver.close(conn)
+        except Exception as exc:
+            logger.debug("%s: error closing a connection: %s", self._name, self._driver.redact(str(exc)))
+
+    def _close_doomed(self) -> None:
+        with self._lock:
+            doomed = self._core.take_doomed()
+            n = self._core.plan_connects()
+        for e in doomed:
+            if e.locks_held:
+                logger.error("%s: closing a connection that still holds a lock", self._name)
+            self._close_conn(e.conn)
+        if n:
+            self._start_connects(n)
+
+    def _orphaned(self, e: Any) -> None:
+        """Finalizer path (R4): no I/O, no lock; a worker discards the entry."""
+        try:
+            self._maint.submit(lambda: self._discard(e))
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    # -- connects ----------------------------------------------------------------------
+
+    def _start_connects(self, n: int) -> None:
+        if not self._maint.running:
+            with self._lock:
+                for _ in range(n):
+                    self._core.connect_failed()
+            return
+        for _ in range(n):
+            self._maint.submit(self._connect_job)
+
+    def _connect_job(self) -> None:
+        if self._closed:
+            with self._lock:
+                self._core.connect_failed()
+            return
+        driver = self._driver
+        try:
+            conn = driver.connect()
+        except Exception as exc:
+            self._connect_failed(exc, driver.retryable(exc))
+            return
+        hook = self._after_connect
+        if hook is not None:
+            try:
+                hook(conn, META_NEW)
+            except Exception as exc:
+                self._close_conn(conn)
+                self._connect_failed(exc, driver.hook_retryable(exc))
+                return
+        with self._lock:
+            w = self._core.connect_done(conn, monotonic())
+            self._backoff = _BACKOFF_INITIAL
+        if w is not None:
+            w.handle.release()
+        if self._doomed:
+            self._close_doomed()
+
+    def _connect_failed(self, exc: BaseException, retry: bool) -> None:
+        self._last_error, self._last_error_at = exc, monotonic()
+        msg = self._driver.redact(str(exc).strip())
+        with self._lock:
+            w = None if retry else self._core.fail_waiter()
+            if w is not None:
+                w.error = exc
+            n = self._core.connect_failed()
+            delay = self._backoff
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        logger.info(
+            "%s: connecting to %s failed (%s): %s",
+            self._name,
+            self._driver.describe(),
+            "will retry" if retry else "not retryable",
+            msg,
+        )
+        if w is not None:
+            w.handle.release()
+        if n:
+            self._maint.later(delay, lambda: self._start_connects(n))
+
+    def _open_eager(self) -> None:
+        """Open ``max(1, min_size)`` connections within ``acquire_timeout`` or fail."""
+        want = max(1, self._core.min_size)
+        held: list[Any] = []
+        deadline = monotonic() + self._acquire_timeout
+        try:
+            for _ in range(want):
+                held.append(self._get(max(0.0, deadline - monotonic())))
+        except BaseException as exc:
+            for e in held:
+                self._put_raw(e)
+            self.close(0)
+            if isinstance(exc, PoolTimeout):
+                cause = exc.__cause__
+                detail = f": {self._driver.redact(str(cause).strip())}" if cause is not None else ""
+                raise PoolTimeout(
+                    f"{self._name}: could not open {want} connection(s) to {self._driver.describe()} "
+                    f"within acquire_timeout={self._acquire_timeout:.3g} s{detail}"
+                ) from cause
+            raise
+        for e in held:
+            self._put_raw(e)
+
+    def _reap(self) -> None:
+        """Reaper tick: close expired idle connections and dead ones, then top up."""
+        probe = self._driver.idle_dead
+        with self._lock:
+            core = self._core
+            core.reap(monotonic())
+            dead = [e for e in core.idle_entries() if probe(e.conn)]
+            if dead:
+                core.evict(dead)
+        if dead:
+            logger.info("%s: closing %d idle connection(s) found dead", self._name, len(dead))
+        self._close_doomed()
+
+
+def _reaper_job(ref: weakref.ReferenceType[BasePool[Any]]) -> Callable[[], None]:
+    def job() -> None:
+        pool = ref()
+        if pool is None or pool._closed:
+            return
+        try:
+            pool._reap()
+        finally:
+            if pool._reap_interval is not None:
+                pool._maint.later(pool._reap_interval, job)
+
+    return job
+
+
+class _Borrow(Generic[C]):
+    """The context manager returned by ``pool.connection()``."""
+
+    __slots__ = ("_entry", "_pool", "_timeout")
+
+    def __init__(self, pool: BasePool[C], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._entry: Any = None
+
+    def __enter__(self) -> C:
+        if self._entry is not None:
+            raise RuntimeError("this connection() context is already in use")
+        self._entry = e = self._pool._get(self._timeout)
+        return e.conn  # type: ignore[no-any-return]
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        e = self._entry
+        self._entry = None
+        pool = self._pool
+        if pool._has_finish:
+            try:
+                pool._driver.finish(e.conn, exc_type is None)
+            except Exception as fexc:
+                pool._put(e)
+                if exc_type is None:
+                    raise
+                logger.debug("%s: rollback after an error failed: %s", pool._name, fexc)
+                return
+            except BaseException:
+                pool._discard(e)
+                raise
+        pool._put(e)
+
+
+class PooledConnection(Generic[C]):
+    """A checked-out connection: use ``.connection``, give it back with ``release()``.
+
+    As a context manager it yields the raw connection and releases it on exit.
+    A ``PooledConnection`` that is garbage-collected without being released
+    frees its slot (the connection is closed by a pool worker) and emits a
+    ``ResourceWarning``.
+    """
+
+    __slots__ = ("_entry", "_pool", "connection")
+
+    def __init__(self, pool: BasePool[C], entry: Any) -> None:
+        self._pool = pool
+        self._entry = entry
+        self.connection: C = entry.conn
+
+    @property
+    def meta(self) -> ConnectionMetadata:
+        """Age of the connection and (0 while borrowed) idle time."""
+        e = self._entry
+        if e is None:
+            raise WrongPoolError("this connection was already released")
+        return ConnectionMetadata(monotonic() - e.created_at, 0.0)
+
+    def _take(self) -> Any:
+        e = self._entry
+        if e is None:
+            raise WrongPoolError("this connection was already released")
+        self._entry = None
+        return e
+
+    def release(self) -> None:
+        """Give the connection back to the pool (reset, then reuse)."""
+        self._pool._put(self._take())
+
+    def close(self) -> None:
+        """Close the connection instead of returning it; its slot is freed."""
+        self._pool._discard(self._take())
+
+    def detach(self) -> C:
+        """Take the connection out of the pool for good; the caller must close it."""
+        e = self._take()
+        pool = self._pool
+        with pool._lock:
+            n = pool._core.discard(e)
+        if n:
+            pool._start_connects(n)
+        return self.connection
+
+    def __enter__(self) -> C:
+        return self.connection
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._entry is not None:
+            self.release()
+
+    def __del__(self) -> None:
+        e = getattr(self, "_entry", None)
+        if e is not None:
+            self._entry = None
+            warnings.warn(
+                f"a connection of {self._pool._name} was never released; closing it",
+                ResourceWarning,
+                stacklevel=1,
+            )
+            self._pool._orphaned(e)
+
+    def __repr__(self) -> str:
+        state = "released" if self._entry is None else "checked out"
+        return f"<fastpool.PooledConnection {state} from {self._pool._name!r}>"
+
+
+class Pool(BasePool[psycopg.Connection[Any]]):
+    """A threaded pool of psycopg 3 connections.
+
+    ``Pool("host=127.0.0.1 dbname=test user=postgres")`` opens at least one
+    connection before returning (``open=False``, or :meth:`connect_lazy`,
+    returns at once and connects in the background).  Options (sqlx
+    ``PoolOptions`` semantics; invalid values raise ``ValueError`` or
+    ``TypeError`` naming the option):
+
+    * ``min_size`` / ``max_size``: the floor kept open by the workers and the
+      hard cap on idle + in use + connecting;
+    * ``acquire_timeout``: one deadline per acquire spanning queueing,
+      connecting and checking;
+    * ``max_lifetime`` (with -5 % per-connection jitter) and ``idle_timeout``
+      (never reaps below ``min_size``); ``None`` disables either;
+    * ``test_before_acquire`` with ``verify_after``: an idle connection that
+      sat ``verify_after`` seconds or more gets an empty-query round trip
+      before it is handed out; a socket-readability probe, with no I/O,
+      catches a terminated backend at every hand-out;
+    * ``after_connect(conn, meta)``, ``before_acquire(conn, meta) -> bool``,
+      ``after_release(conn, meta) -> bool`` hooks;
+    * ``queue_mode`` "lifo" (default: a hot set, the cold tail ages out) or
+      "fifo"; ``max_waiting`` (0 = unbounded) before ``TooManyRequests``;
+    * ``num_workers`` threads open connections, with backoff, for the pool.
+    """
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        kwargs: dict[str, Any] | None = None,
+        min_size: int = 0,
+        max_size: int = 10,
+        acquire_timeout: float = 30.0,
+        max_lifetime: float | None = 1800.0,
+        idle_timeout: float | None = 600.0,
+        test_before_acquire: bool = True,
+        verify_after: float = 1.0,
+        after_connect: Hook | None = None,
+        before_acquire: Hook | None = None,
+        after_release: Hook | None = None,
+        queue_mode: Literal["lifo", "fifo"] = "lifo",
+        max_waiting: int = 0,
+        num_workers: int = 3,
+        open: bool = True,
+        name: str | None = None,
+        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+    ) -> None:
+        timeout = _check_options(
+            min_size, max_size, acquire_timeout, max_lifetime, idle_timeout, verify_after, queue_mode,
+            max_waiting, num_workers,
+        )  # fmt: skip
+        driver = PsycopgDriver(conninfo, kwargs, connection_class, default_connect_timeout=timeout)
+        super().__init__(
+            driver,
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=acquire_timeout,
+            max_lifetime=max_lifetime,
+            idle_timeout=idle_timeout,
+            test_before_acquire=test_before_acquire,
+            verify_after=verify_after,
+            after_connect=after_connect,
+            before_acquire=before_acquire,
+            after_release=after_release,
+            queue_mode=queue_mode,
+            max_waiting=max_waiting,
+            num_workers=num_workers,
+            open=open,
+            name=name,
+        )
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **options: Any) -> Pool:
+        """Create a pool and open ``max(1, min_size)`` connections now (sqlx ``connect``)."""
+        options["open"] = True
+        return cls(conninfo, **options)
+
+    @classmethod
+    def connect_lazy(cls, conninfo: str = "", **options: Any) -> Pool:
+        """Create a pool that connects in the background (sqlx ``connect_lazy``)."""
+        options["open"] = False
+        return cls(conninfo, **options)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    @contextmanager
+    def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a connection inside ``conn.transaction()`` (commit or roll back)."""
+        with self.connection(timeout) as conn, conn.transaction():
+            yield conn
+
+
+class ResourcePool(BasePool[C]):
+    """A threaded pool of any :class:`fastpool.Resource` (seed 003).
+
+    ``ResourcePool(MyResource, ctx, max_size=4)``: the pool calls
+    ``MyResource.create(ctx)`` from its worker threads, asks
+    ``needs_health_check(ctx, meta)`` (when the class defines it) before each
+    hand-out from idle, runs ``health_check(ctx)`` when that says so or when
+    ``test_before_acquire`` and ``verify_after`` call for it, and ``close()``
+    when a resource is dropped.  Options as :class:`Pool`.
+    """
+
+    def __init__(
+        self,
+        resource_cls: Any,
+        ctx: Any = None,
+        *,
+        min_size: int = 0,
+        max_size: int = 10,
+        acquire_timeout: float = 30.0,
+        max_lifetime: float | None = 1800.0,
+        idle_timeout: float | None = 600.0,
+        test_before_acquire: bool = True,
+        verify_after: float = 1.0,
+        after_connect: Hook | None = None,
+        before_acquire: Hook | None = None,
+        after_release: Hook | None = None,
+        queue_mode: Literal["lifo", "fifo"] = "lifo",
+        max_waiting: int = 0,
+        num_workers: int = 3,
+        open: bool = True,
+        name: str | None = None,
+    ) -> None:
+        _check_options(
+            min_size, max_size, acquire_timeout, max_lifetime, idle_timeout, verify_after, queue_mode,
+            max_waiting, num_workers,
+        )  # fmt: skip
+        super().__init__(
+            ResourceDriver(resource_cls, ctx),
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=acquire_timeout,
+            max_lifetime=max_lifetime,
+            idle_timeout=idle_timeout,
+            test_before_acquire=test_before_acquire,
+            verify_after=verify_after,
+            after_connect=after_connect,
+            before_acquire=before_acquire,
+            after_release=after_release,
+            queue_mode=queue_mode,
+            max_waiting=max_waiting,
+            num_workers=num_workers,
+            open=open,
+            name=name,
+        )
+
+    def __enter__(self) -> ResourcePool[C]:
+        return self
+
+
+def _check_options(
+    min_size: Any,
+    max_size: Any,
+    acquire_timeout: Any,
+    max_lifetime: Any,
+    idle_timeout: Any,
+    verify_after: Any,
+    queue_mode: Any,
+    max_waiting: Any,
+    num_workers: Any,
+) -> float:
+    """Validate the shared options, naming the first bad one; return the acquire timeout."""
+    check_sizes("min_size", min_size, "max_size", max_size)
+    timeout = check_duration("acquire_timeout", acquire_timeout, allow_none=False)
+    check_duration("max_lifetime", max_lifetime, allow_none=True)
+    check_duration("idle_timeout", idle_timeout, allow_none=True)
+    check_duration("verify_after", verify_after, allow_none=False, allow_zero=True)
+    if queue_mode not in ("lifo", "fifo"):
+        raise ValueError(f"queue_mode must be 'lifo' or 'fifo', got {queue_mode!r}")
+    check_count("max_waiting", max_waiting, 0)
+    check_count("num_workers", num_workers, 1)
+    return timeout  # type: ignore[return-value]
+
+
+for _cls in (BasePool, Pool, ResourcePool, PooledConnection):
+    _cls.__module__ = "fastpool"

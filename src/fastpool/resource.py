@@ -1,0 +1,150 @@
+"""Pooling any resource: the ``Resource`` protocol and its driver.
+
+A resource class implements four methods (seed 003, ``swimming::Connection``):
+
+* ``create(ctx)`` (classmethod) opens a new resource;
+* ``needs_health_check(ctx, meta)`` is a cheap test, with no I/O, that says
+  whether the expensive check must run before the resource is handed out;
+* ``health_check(ctx)`` is the expensive check: it raises to reject;
+* ``close()`` releases the resource.
+
+``ctx`` is the same object for every call, passed as given to the pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from ._meta import ConnectionMetadata
+
+__all__ = ["BaseResource", "Resource"]
+
+Ctx = TypeVar("Ctx", contravariant=True)
+R = TypeVar("R")
+
+
+@runtime_checkable
+class Resource(Protocol[Ctx]):
+    """What a pooled resource provides; see the module docstring."""
+
+    @classmethod
+    def create(cls, ctx: Ctx) -> Any:
+        """Open and return a new resource; raise on failure.
+
+        ``OSError`` (refused, reset, timed out) is retried with backoff within
+        the acquirer's deadline; any other exception fails the acquirer at once.
+        """
+        ...
+
+    def needs_health_check(self, ctx: Ctx, meta: ConnectionMetadata) -> bool:
+        """Say, cheaply and without I/O, whether ``health_check`` must run now."""
+        ...
+
+    def health_check(self, ctx: Ctx) -> None:
+        """Check the resource; raise any exception to have it closed and replaced."""
+        ...
+
+    def close(self) -> None:
+        """Release the resource; called once, when the pool drops it."""
+        ...
+
+
+class BaseResource(Generic[R]):
+    """Convenience base: no health check needed, nothing to close.
+
+    Subclasses override what they need; the pool skips the call to
+    ``needs_health_check`` altogether when it is not overridden.
+    """
+
+    def needs_health_check(self, ctx: Any, meta: ConnectionMetadata) -> bool:
+        """Never ask for a health check."""
+        return False
+
+    def health_check(self, ctx: Any) -> None:
+        """Accept the resource."""
+
+    def close(self) -> None:
+        """Do nothing."""
+
+
+class Driver:
+    """What the pool shells need from a kind of connection (internal).
+
+    ``has_needs_check`` and ``has_reset`` let the pools skip calls that would
+    do nothing, keeping them off the per-borrow path.
+    """
+
+    has_needs_check: ClassVar[bool] = True
+    has_reset: ClassVar[bool] = False
+    has_finish: ClassVar[bool] = False
+
+    def connect(self) -> Any:
+        """Open a new connection."""
+        raise NotImplementedError
+
+    def close(self, conn: Any) -> None:
+        """Close ``conn``; never raises."""
+        raise NotImplementedError
+
+    def needs_check(self, conn: Any, meta: ConnectionMetadata) -> bool:
+        """Cheap, I/O-free: must ``check`` run before handing ``conn`` out?"""
+        return False
+
+    def check(self, conn: Any) -> None:
+        """Expensive health check; raise to reject."""
+
+    def idle_dead(self, conn: Any) -> bool:
+        """Cheap, I/O-free, run by the reaper on idle connections: is ``conn`` unusable?"""
+        return False
+
+    def reset(self, conn: Any) -> bool:
+        """Make a returned connection reusable; False (or raising) discards it."""
+        return True
+
+    def finish(self, conn: Any, ok: bool) -> None:
+        """End the block of ``pool.connection()``: commit if ok, else roll back."""
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Is a failed connect worth retrying (within the acquirer's deadline)?"""
+        return isinstance(exc, OSError)
+
+    def hook_retryable(self, exc: BaseException) -> bool:
+        """Is a failure of ``after_connect`` worth a new connect?"""
+        return isinstance(exc, OSError)
+
+    def describe(self) -> str:
+        """Where connections go, for messages (never a password)."""
+        return "resource"
+
+    def redact(self, text: str) -> str:
+        """Remove secrets from ``text`` before it is logged or raised."""
+        return text
+
+
+class ResourceDriver(Driver):
+    """Adapts a :class:`Resource` class and its context to the pool."""
+
+    def __init__(self, resource_cls: Any, ctx: Any) -> None:
+        if not callable(getattr(resource_cls, "create", None)):
+            raise TypeError("resource_cls must have a create(ctx) classmethod")
+        self.resource_cls = resource_cls
+        self.ctx = ctx
+        nhc = getattr(resource_cls, "needs_health_check", None)
+        self.has_needs_check = nhc is not None and nhc is not BaseResource.needs_health_check  # type: ignore[misc]
+
+    def connect(self) -> Any:
+        return self.resource_cls.create(self.ctx)
+
+    def close(self, conn: Any) -> None:
+        close = getattr(conn, "close", None)
+        if close is not None:
+            close()
+
+    def needs_check(self, conn: Any, meta: ConnectionMetadata) -> bool:
+        return bool(conn.needs_health_check(self.ctx, meta))
+
+    def check(self, conn: Any) -> None:
+        conn.health_check(self.ctx)
+
+    def describe(self) -> str:
+        return getattr(self.resource_cls, "__qualname__", "resource")

@@ -1,0 +1,221 @@
+"""Shared fixtures: the two core twins, and a PostgreSQL server to test against.
+
+The database comes from ``FASTPOOL_TEST_DSN``; else the local server
+(``host=127.0.0.1 dbname=test user=postgres``); else a throwaway cluster
+started from the PostgreSQL binaries found on the machine; else the DB tests
+skip with the reason.  With ``CI=true`` a missing database fails the run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import psycopg
+import pytest
+
+import fastpool
+from fastpool import _impl
+
+LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
+TWINS = ("c", "python")
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def compiled_expected() -> bool:
+    """True when the compiled core must be importable in this run."""
+    if _flag("FASTPOOL_NO_EXTENSIONS"):
+        return False
+    return _flag("FASTPOOL_REQUIRE_EXTENSIONS") or _flag("CI")
+
+
+def load_twin(name: str) -> ModuleType:
+    """Import a twin of the core, failing (not skipping) if a required one is missing."""
+    try:
+        return _impl.load(name)  # type: ignore[arg-type]
+    except ImportError as exc:
+        if name == "c" and compiled_expected():
+            pytest.fail(f"the compiled core should have loaded and did not: {exc}")
+        pytest.skip(f"compiled core not built: {exc}")
+
+
+@pytest.fixture(params=TWINS, ids=[f"core={t}" for t in TWINS])
+def core_mod(request: pytest.FixtureRequest) -> ModuleType:
+    """One twin of the core module (the test runs once per twin)."""
+    return load_twin(request.param)
+
+
+@pytest.fixture(params=TWINS, ids=[f"core={t}" for t in TWINS])
+def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make the pools built in this test use one twin of the core."""
+    mod = load_twin(request.param)
+    monkeypatch.setattr(_impl, "core", mod)
+    return str(request.param)
+
+
+# -- database ------------------------------------------------------------------------
+
+
+def _try_connect(dsn: str) -> str | None:
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return None
+    except Exception as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Throwaway:
+    """A PostgreSQL cluster in a temp dir, run as a non-root user when we are root."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
+            [shutil.which("initdb")] if shutil.which("initdb") else []
+        )
+        if not bins:
+            raise RuntimeError("no PostgreSQL binaries (initdb) found")
+        self.bindir = os.path.dirname(bins[-1])  # type: ignore[type-var]
+        self.dir = tempfile.mkdtemp(prefix="fastpool-pg-")
+        self.port = _free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            user = "postgres"
+            try:
+                pw = pwd.getpwnam(user)
+            except KeyError:
+                user, pw = "nobody", pwd.getpwnam("nobody")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self.prefix = ["runuser", "-u", user, "--"]
+        data = os.path.join(self.dir, "data")
+        self._run([f"{self.bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run([f"{self.bindir}/pg_ctl", "-D", data, "-o", opts, "-l", f"{self.dir}/log", "-w", "start"])
+        self.data = data
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres", autocommit=True) as c:
+            c.execute("CREATE DATABASE test")
+        self.dsn = f"host=127.0.0.1 port={self.port} dbname=test user=postgres"
+
+    def _run(self, cmd: list[str]) -> None:
+        subprocess.run(self.prefix + cmd, check=True, capture_output=True, timeout=120)
+
+    def stop(self) -> None:
+        try:
+            self._run([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "stop"])
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dsn() -> Iterator[str]:
+    """A DSN of a reachable PostgreSQL server (see the module docstring)."""
+    reasons = []
+    env = os.environ.get("FASTPOOL_TEST_DSN")
+    cluster = None
+    if env:
+        err = _try_connect(env)
+        if err is None:
+            yield env
+            return
+        reasons.append(f"FASTPOOL_TEST_DSN unreachable: {err}")
+    else:
+        err = _try_connect(LOCAL_DSN) if not _flag("FASTPOOL_TEST_NO_LOCAL") else "skipped by request"
+        if err is None:
+            yield LOCAL_DSN
+            return
+        reasons.append(f"local server ({LOCAL_DSN}): {err}")
+        try:
+            cluster = _Throwaway()
+        except Exception as exc:
+            reasons.append(f"throwaway cluster: {exc}")
+    if cluster is not None:
+        try:
+            yield cluster.dsn
+        finally:
+            cluster.stop()
+        return
+    msg = "no PostgreSQL server for the DB tests: " + "; ".join(reasons)
+    if _flag("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def admin(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection outside any pool, for inspecting the server."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def app_name() -> str:
+    """A unique application_name, to find a pool's backends in pg_stat_activity."""
+    return f"fastpool-test-{uuid.uuid4().hex[:12]}"
+
+
+def backends(admin: psycopg.Connection[Any], app: str) -> set[int]:
+    """The pids of the server backends whose application_name is ``app``."""
+    rows = admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)).fetchall()
+    return {r[0] for r in rows}
+
+
+@pytest.fixture
+def make_pool(twin: str, dsn: str, app_name: str) -> Iterator[Any]:
+    """Build ``fastpool.Pool`` objects on the test's twin; all are closed at the end."""
+    pools: list[fastpool.BasePool[Any]] = []
+
+    def make(**kw: Any) -> fastpool.Pool:
+        kwargs = dict(kw.pop("kwargs", {}))
+        kwargs.setdefault("application_name", app_name)
+        kw.setdefault("acquire_timeout", 10.0)
+        pool = fastpool.Pool(kw.pop("conninfo", dsn), kwargs=kwargs, **kw)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for p in pools:
+        p.close(timeout=1.0)
+
+
+def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:
+    """Assert the pool's accounting adds up; return its stats."""
+    s = pool.stats()
+    assert s["size"] == s["idle"] + s["in_use"] + s["connecting"]
+    assert 0 <= s["size"] <= s["max_size"]
+    assert min(s["idle"], s["in_use"], s["connecting"], s["waiting"]) >= 0
+    if s["waiting"]:
+        assert s["idle"] == 0, "a queued waiter implies no idle connection"
+    return s
+
+
+def wait_until(pred: Any, timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """Poll ``pred`` until it is true or ``timeout`` passes; return its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return bool(v)
+        time.sleep(interval)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"fastpool core: {fastpool.IMPLEMENTATION} (compiled expected: {compiled_expected()})"
