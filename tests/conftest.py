@@ -109,7 +109,9 @@ class _Throwaway:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run([f"{self.bindir}/pg_ctl", "-D", data, "-o", opts, "-l", f"{self.dir}/log", "-w", "start"])
         self.data = data
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres", autocommit=True) as c:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres", autocommit=True
+        ) as c:
             c.execute("CREATE DATABASE test")
         self.dsn = f"host=127.0.0.1 port={self.port} dbname=test user=postgres"
 

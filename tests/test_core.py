@@ -270,7 +270,9 @@ def test_twins_have_the_same_public_surface() -> None:
         for meth in pub_a:
             fa = getattr(a, meth)
             if callable(fa) and not isinstance(fa, type):
-                assert (fa.__doc__ or "").split("\n")[0] == (getattr(b, meth).__doc__ or "").split("\n")[0], meth
+                assert (fa.__doc__ or "").split("\n")[0] == (getattr(b, meth).__doc__ or "").split("\n")[0], (
+                    meth
+                )
 
 
 def test_pure_twin_signatures_are_introspectable() -> None:

@@ -28,7 +28,9 @@ def pid_of(conn: psycopg.Connection[Any]) -> int:
 
 def terminate(admin: psycopg.Connection[Any], pid: int) -> None:
     admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    assert wait_until(lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone())
+    assert wait_until(
+        lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    )
 
 
 @pytest.fixture
@@ -182,7 +184,7 @@ def test_after_connect_runs_once_per_connection(make_pool: Any) -> None:
     pool = make_pool(
         min_size=3, max_size=4, after_connect=lambda c, m: calls.append(c.execute("SELECT 1").fetchone())
     )
-    assert len(calls) == 3
+    assert len(calls) == 3 and pool.stats()["connects"] == 3
     fails = [psycopg.OperationalError("transient"), psycopg.OperationalError("transient")]
 
     def flaky(conn: Any, meta: ConnectionMetadata) -> None:

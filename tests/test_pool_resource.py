@@ -179,9 +179,8 @@ def test_waiters_are_served_fifo(make: Any, ctx: Ctx) -> None:
     lock = threading.Lock()
 
     def waiter(i: int) -> None:
-        with pool.connection():
-            with lock:
-                order.append(i)
+        with pool.connection(), lock:
+            order.append(i)
 
     threads = []
     for i in range(200):
@@ -526,7 +525,9 @@ def test_max_lifetime_replaces_idle_and_closes_on_return(make: Any, ctx: Ctx) ->
         ({"max_size": 2.5}, "max_size", TypeError),
     ],
 )
-def test_invalid_options_name_the_option(twin: str, ctx: Ctx, kw: dict[str, Any], match: str, exc: type) -> None:
+def test_invalid_options_name_the_option(
+    twin: str, ctx: Ctx, kw: dict[str, Any], match: str, exc: type
+) -> None:
     with pytest.raises(exc, match=match):
         ResourcePool(Res, ctx, **kw)
     assert ctx.created == [], "nothing is opened before the options are checked"

@@ -72,7 +72,7 @@ class Entry:
         "state",
     )
 
-    def __init__(self, conn: Any, created_at: float, expires_at: float, serial: int, owner: Any) -> None:
+    def __init__(self, conn: Any, created_at: float, expires_at: float, serial: int, owner: object) -> None:
         self.conn = conn
         self.created_at = created_at
         self.last_used = created_at
@@ -258,10 +258,8 @@ class PoolCore:
         free = self.max_size - used
         need = self._n_waiting - self._connecting
         floor = self.min_size - used
-        if floor > need:
-            need = floor
-        if need > free:
-            need = free
+        need = max(need, floor)
+        need = min(need, free)
         if need <= 0:
             return 0
         self._connecting += need

@@ -77,6 +77,8 @@ class PoolOptions:
         """Build a psycopg :class:`Pool` that opens its connections in the background."""
         return Pool(conninfo, open=False, **self._pool_kwargs(), **extra)
 
-    def connect_resource(self, resource_cls: Any, ctx: Any = None, *, lazy: bool = False, **extra: Any) -> ResourcePool[Any]:
+    def connect_resource(
+        self, resource_cls: Any, ctx: Any = None, *, lazy: bool = False, **extra: Any
+    ) -> ResourcePool[Any]:
         """Build a :class:`ResourcePool` of ``resource_cls`` (eager unless ``lazy``)."""
         return ResourcePool(resource_cls, ctx, open=not lazy, **self._pool_kwargs(), **extra)

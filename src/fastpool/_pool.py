@@ -279,7 +279,7 @@ class BasePool(Generic[C]):
         if timeout is None:
             timeout = self._acquire_timeout
         else:
-            timeout = check_duration("timeout", timeout, allow_none=False, allow_zero=True)  # type: ignore[assignment]
+            timeout = check_duration("timeout", timeout, allow_none=False, allow_zero=True)
         deadline = start + timeout  # type: ignore[operator]
         core = self._core
         lock = self._lock
@@ -289,6 +289,7 @@ class BasePool(Generic[C]):
             now = monotonic()
             n = 0
             w = None
+            e: Any
             with lock:
                 e = core.acquire(now)
                 if e is None:

@@ -138,7 +138,7 @@ class PsycopgDriver(Driver):
         ts = pgconn.transaction_status
         if ts == _IDLE:
             pass
-        elif ts == _INTRANS or ts == _INERROR:
+        elif ts in (_INTRANS, _INERROR):
             conn.rollback()
         else:  # ACTIVE or UNKNOWN: state unknown, R1
             return False
@@ -153,7 +153,7 @@ class PsycopgDriver(Driver):
         ts = pgconn.transaction_status
         if ts == _INTRANS and ok:
             conn.commit()
-        elif ts == _INTRANS or ts == _INERROR:
+        elif ts in (_INTRANS, _INERROR):
             conn.rollback()
 
     def retryable(self, exc: BaseException) -> bool:
