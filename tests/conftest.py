@@ -115,6 +115,12 @@ class _Throwaway:
             c.execute("CREATE DATABASE test")
         self.dsn = f"host=127.0.0.1 port={self.port} dbname=test user=postgres"
 
+    def restart(self) -> None:
+        """Restart the server (fast shutdown: every session is terminated)."""
+        self._run(
+            [f"{self.bindir}/pg_ctl", "-D", self.data, "-l", f"{self.dir}/log", "-m", "fast", "-w", "restart"]
+        )
+
     def _run(self, cmd: list[str]) -> None:
         subprocess.run(self.prefix + cmd, check=True, capture_output=True, timeout=120)
 
@@ -157,6 +163,19 @@ def dsn() -> Iterator[str]:
     if _flag("CI"):
         pytest.fail(msg)
     pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[_Throwaway]:
+    """A private throwaway cluster that a test may restart (skips without binaries)."""
+    try:
+        cluster = _Throwaway()
+    except Exception as exc:
+        pytest.skip(f"cannot start a throwaway PostgreSQL cluster: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -384,3 +384,23 @@ def test_transaction_helper(make_pool: Any, table: str) -> None:
         conn.execute(f"INSERT INTO {table} VALUES (7)")
     with pool.connection() as conn:
         assert conn.execute(f"SELECT id FROM {table}").fetchall() == [(7,)]
+
+
+def test_server_restart(twin: str, own_cluster: Any) -> None:
+    # T004-12: after a restart no borrower is handed a dead connection, and size recovers
+    pool = fastpool.Pool(own_cluster.dsn, min_size=2, max_size=4, acquire_timeout=15, idle_timeout=1.0)
+    try:
+        held = [pool.acquire() for _ in range(4)]
+        old = {pid_of(h.connection) for h in held}
+        for h in held:
+            h.release()
+        own_cluster.restart()
+        for _ in range(20):
+            with pool.connection() as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+                assert pid_of(conn) not in old
+        assert wait_until(lambda: pool.stats()["idle"] >= 2, timeout=5)
+        s = check_invariants(pool)
+        assert s["discarded"] >= 1
+    finally:
+        pool.close()

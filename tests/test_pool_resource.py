@@ -555,3 +555,36 @@ def test_fifo_queue_mode_rotates(make: Any, ctx: Ctx) -> None:
         with pool.connection() as r:
             seen.append(r.id)
     assert seen[:3] != [seen[0]] * 3 and sorted(set(seen)) == [1, 2, 3]
+
+
+class Interrupted(BaseException):
+    """Stands for KeyboardInterrupt delivered while a caller is blocked."""
+
+
+def test_interrupt_while_waiting_leaks_nothing(make: Any, ctx: Ctx) -> None:
+    # a signal handler raising inside a blocked acquire (the main thread's Ctrl-C)
+    import os
+    import signal
+
+    pool = make(max_size=1)
+    held = pool.acquire()
+
+    def boom(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGUSR1, boom)
+    try:
+        timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        with pytest.raises(Interrupted):
+            pool.acquire(timeout=5)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    s = check_invariants(pool)
+    assert s["waiting"] == 0 and s["cancelled_waits"] == 1
+    held.release()
+    s = check_invariants(pool)
+    assert s["idle"] == 1, "the returned connection was not handed to the interrupted caller"
+    with pool.connection(timeout=1):
+        pass
