@@ -226,6 +226,28 @@ def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:
     return s
 
 
+def run_threads(target: Any, n: int, timeout: float = 120.0) -> None:
+    """Run ``target(i)`` in ``n`` threads at once; re-raise the first error any of them hit."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            target(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    if errors:
+        raise errors[0]
+
+
 def wait_until(pred: Any, timeout: float = 5.0, interval: float = 0.01) -> bool:
     """Poll ``pred`` until it is true or ``timeout`` passes; return its last value."""
     import time

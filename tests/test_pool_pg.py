@@ -17,7 +17,7 @@ import pytest
 import fastpool
 from fastpool import ConnectionMetadata, PoolClosed, PoolTimeout
 
-from .conftest import backends, check_invariants, wait_until
+from .conftest import backends, check_invariants, run_threads, wait_until
 
 pytestmark = pytest.mark.db
 
@@ -56,33 +56,24 @@ def test_racing_threads_real_connections(make_pool: Any, admin: Any, app_name: s
     pool = make_pool(max_size=4)
     in_use: set[int] = set()
     guard = threading.Lock()
-    errors: list[BaseException] = []
     pids: dict[int, int] = {}
 
     def worker(seed: int) -> None:
         rnd = random.Random(seed)
-        try:
-            for _ in range(40):
-                with pool.connection() as conn:
-                    key = id(conn)
-                    with guard:
-                        assert key not in in_use, "connection handed out twice"
-                        in_use.add(key)
-                    if key not in pids:
-                        pids[key] = pid_of(conn)
-                    elif rnd.random() < 0.2:
-                        conn.execute("SELECT 1")
-                    with guard:
-                        in_use.discard(key)
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(40):
+            with pool.connection() as conn:
+                key = id(conn)
+                with guard:
+                    assert key not in in_use, "connection handed out twice"
+                    in_use.add(key)
+                if key not in pids:
+                    pids[key] = pid_of(conn)
+                elif rnd.random() < 0.2:
+                    conn.execute("SELECT 1")
+                with guard:
+                    in_use.discard(key)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(64)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors[:3]
+    run_threads(worker, 64)
     s = check_invariants(pool)
     assert s["size"] <= 4 and s["in_use"] == 0 and s["waiting"] == 0
     assert len(backends(admin, app_name)) <= 4

@@ -16,7 +16,7 @@ import pytest
 import fastpool
 from fastpool import ConnectionMetadata, PoolClosed, PoolTimeout, ResourcePool, TooManyRequests
 
-from .conftest import check_invariants, wait_until
+from .conftest import check_invariants, run_threads, wait_until
 
 
 class Ctx:
@@ -207,30 +207,21 @@ def test_racing_threads_keep_every_invariant(make: Any, ctx: Ctx) -> None:
     in_use: set[int] = set()
     guard = threading.Lock()
     max_seen = [0]
-    errors: list[BaseException] = []
 
     def worker(seed: int) -> None:
         rnd = random.Random(seed)
-        try:
-            for _ in range(300):
-                with pool.connection() as r:
-                    with guard:
-                        assert r.id not in in_use, "handed out twice"
-                        in_use.add(r.id)
-                        max_seen[0] = max(max_seen[0], pool._core.size)
-                    if rnd.random() < 0.1:
-                        time.sleep(0)
-                    with guard:
-                        in_use.discard(r.id)
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(300):
+            with pool.connection() as r:
+                with guard:
+                    assert r.id not in in_use, "handed out twice"
+                    in_use.add(r.id)
+                    max_seen[0] = max(max_seen[0], pool._core.size)
+                if rnd.random() < 0.1:
+                    time.sleep(0)
+                with guard:
+                    in_use.discard(r.id)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(64)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors[:3]
+    run_threads(worker, 64)
     assert max_seen[0] <= 4
     s = check_invariants(pool)
     assert s["in_use"] == 0 and s["waiting"] == 0 and s["size"] <= 4

@@ -262,15 +262,20 @@ cdef class PoolCore:
         self._connecting += need
         return need
 
-    cdef Waiter _serve(self, Entry e):
+    cdef Waiter _pop_live_waiter(self):
         cdef Waiter w
         waiters = self._waiters
         while waiters:
             w = <Waiter>waiters.popleft()
-            if w.state != _W_WAITING:
-                self._dead_waiters -= 1
-                continue
-            self._n_waiting -= 1
+            if w.state == _W_WAITING:
+                self._n_waiting -= 1
+                return w
+            self._dead_waiters -= 1
+        return None
+
+    cdef Waiter _serve(self, Entry e):
+        cdef Waiter w = self._pop_live_waiter()
+        if w is not None:
             w.state = _W_SERVED
             w.entry = e
             e.state = _ENTRY_IN_USE
@@ -404,17 +409,10 @@ cdef class PoolCore:
 
     cpdef Waiter fail_waiter(self):
         """Pop the oldest live waiter and mark it failed (the shell sets its error)."""
-        cdef Waiter w
-        waiters = self._waiters
-        while waiters:
-            w = <Waiter>waiters.popleft()
-            if w.state != _W_WAITING:
-                self._dead_waiters -= 1
-                continue
-            self._n_waiting -= 1
+        cdef Waiter w = self._pop_live_waiter()
+        if w is not None:
             w.state = _W_FAILED
-            return w
-        return None
+        return w
 
     cpdef Py_ssize_t plan_connects(self):
         """Reserve the connects needed for live waiters and ``min_size``."""

@@ -265,15 +265,21 @@ class PoolCore:
         self._connecting += need
         return need
 
-    def _serve(self, e: Entry) -> Waiter | None:
-        """Hand ``e`` (not counted anywhere) to the oldest live waiter, or idle it."""
+    def _pop_live_waiter(self) -> Waiter | None:
+        """Dequeue the oldest waiter still waiting (skipping withdrawn ones), or None."""
         waiters = self._waiters
         while waiters:
             w = waiters.popleft()
-            if w.state != WAITER_WAITING:
-                self._dead_waiters -= 1
-                continue
-            self._n_waiting -= 1
+            if w.state == WAITER_WAITING:
+                self._n_waiting -= 1
+                return w
+            self._dead_waiters -= 1
+        return None
+
+    def _serve(self, e: Entry) -> Waiter | None:
+        """Hand ``e`` (not counted anywhere) to the oldest live waiter, or idle it."""
+        w = self._pop_live_waiter()
+        if w is not None:
             w.state = WAITER_SERVED
             w.entry = e
             e.state = ENTRY_IN_USE
@@ -419,16 +425,10 @@ class PoolCore:
 
     def fail_waiter(self) -> Waiter | None:
         """Pop the oldest live waiter and mark it failed (the shell sets its error)."""
-        waiters = self._waiters
-        while waiters:
-            w = waiters.popleft()
-            if w.state != WAITER_WAITING:
-                self._dead_waiters -= 1
-                continue
-            self._n_waiting -= 1
+        w = self._pop_live_waiter()
+        if w is not None:
             w.state = WAITER_FAILED
-            return w
-        return None
+        return w
 
     def plan_connects(self) -> int:
         """Reserve the connects needed for live waiters and ``min_size``."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._pool import Hook, Pool, ResourcePool
-from ._validate import check_callable, check_count, check_duration, check_sizes
+from ._validate import check_options
 
 __all__ = ["PoolOptions"]
 
@@ -38,16 +38,21 @@ class PoolOptions:
     max_waiting: int = 0
 
     def __post_init__(self) -> None:
-        check_sizes("min_connections", self.min_connections, "max_connections", self.max_connections)
-        check_duration("acquire_timeout", self.acquire_timeout, allow_none=False)
-        check_duration("max_lifetime", self.max_lifetime, allow_none=True)
-        check_duration("idle_timeout", self.idle_timeout, allow_none=True)
-        check_duration("verify_after", self.verify_after, allow_none=False, allow_zero=True)
-        for hook in ("after_connect", "before_acquire", "after_release"):
-            check_callable(hook, getattr(self, hook))
-        if self.queue_mode not in ("lifo", "fifo"):
-            raise ValueError(f"queue_mode must be 'lifo' or 'fifo', got {self.queue_mode!r}")
-        check_count("max_waiting", self.max_waiting, 0)
+        check_options(
+            min_size=self.min_connections,
+            max_size=self.max_connections,
+            acquire_timeout=self.acquire_timeout,
+            max_lifetime=self.max_lifetime,
+            idle_timeout=self.idle_timeout,
+            verify_after=self.verify_after,
+            after_connect=self.after_connect,
+            before_acquire=self.before_acquire,
+            after_release=self.after_release,
+            queue_mode=self.queue_mode,
+            max_waiting=self.max_waiting,
+            min_name="min_connections",
+            max_name="max_connections",
+        )
 
     def replace(self, **changes: Any) -> PoolOptions:
         """Return a copy with ``changes`` applied (validated again)."""

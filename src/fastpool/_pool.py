@@ -17,9 +17,10 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from time import monotonic, sleep
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar
 
 import psycopg
 
@@ -27,11 +28,14 @@ from . import _impl
 from ._maintenance import Maintenance
 from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import PsycopgDriver
-from ._validate import check_callable, check_count, check_duration, check_sizes
+from ._validate import check_count, check_duration, check_options
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
 from .resource import Driver, ResourceDriver
 
-__all__ = ["BasePool", "Pool", "PooledConnection", "ResourcePool"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["BasePool", "Pool", "PoolSettings", "PooledConnection", "ResourcePool"]
 
 logger = logging.getLogger("fastpool")
 
@@ -49,7 +53,7 @@ class BasePool(Generic[C]):
 
     def __init__(
         self,
-        driver: Driver,
+        make_driver: Callable[[float], Driver],
         *,
         min_size: int = 0,
         max_size: int = 10,
@@ -68,13 +72,26 @@ class BasePool(Generic[C]):
         name: str | None = None,
     ) -> None:
         self._closed = True  # until fully constructed: __del__/close stay harmless
+        self._acquire_timeout = check_options(
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=acquire_timeout,
+            max_lifetime=max_lifetime,
+            idle_timeout=idle_timeout,
+            verify_after=verify_after,
+            after_connect=after_connect,
+            before_acquire=before_acquire,
+            after_release=after_release,
+            queue_mode=queue_mode,
+            max_waiting=max_waiting,
+        )
+        check_count("num_workers", num_workers, 1)
         self._name = str(name) if name is not None else f"pool-{next(_names)}"
-        self._driver = driver
-        self._acquire_timeout: float = check_duration("acquire_timeout", acquire_timeout, allow_none=False)  # type: ignore[assignment]
+        self._driver = driver = make_driver(self._acquire_timeout)
         self._test_before_acquire = bool(test_before_acquire)
-        self._after_connect = check_callable("after_connect", after_connect)
-        self._before_acquire = check_callable("before_acquire", before_acquire)
-        self._after_release = check_callable("after_release", after_release)
+        self._after_connect = after_connect
+        self._before_acquire = before_acquire
+        self._after_release = after_release
         self._lock = threading.Lock()
         core_mod = _impl.core
         self._waiter_cls = core_mod.Waiter
@@ -92,7 +109,9 @@ class BasePool(Generic[C]):
         self._has_reset = driver.has_reset
         self._has_finish = driver.has_finish
         self._has_needs_check = driver.has_needs_check
-        self._gated = self._test_before_acquire or self._has_needs_check or before_acquire is not None
+        # _admit must run for every hand-out from idle when a probe or hook exists;
+        # otherwise only when the core's gate says a check is due
+        self._admit_always = self._has_needs_check or before_acquire is not None
         self._lent: dict[int, Any] = {}
         self._backoff = _BACKOFF_INITIAL
         self._last_error: BaseException | None = None
@@ -271,7 +290,7 @@ class BasePool(Generic[C]):
         if e is not None:
             if self._doomed:
                 self._close_doomed()
-            if not self._gated or self._admit(e, now):
+            if not (self._admit_always or (e.check_due and self._test_before_acquire)) or self._admit(e, now):
                 return e
         return self._get_slow(now, timeout)
 
@@ -306,7 +325,11 @@ class BasePool(Generic[C]):
                 if n:
                     self._start_connects(n)
                 e = self._wait(w, now, deadline, timeout)  # type: ignore[arg-type]
-            if e.fresh or not self._gated or self._admit(e, now):
+            if (
+                e.fresh
+                or not (self._admit_always or (e.check_due and self._test_before_acquire))
+                or self._admit(e, now)
+            ):
                 e.fresh = False
                 return e
             if monotonic() >= deadline:
@@ -434,10 +457,17 @@ class BasePool(Generic[C]):
         except BaseException:
             self._discard(e)
             raise
-        if keep:
-            self._put_raw(e, now)
-        else:
+        if not keep:
             self._discard(e)
+            return
+        lock = self._lock
+        lock.acquire()
+        w = self._core.release(e, now)
+        lock.release()
+        if w is not None:
+            w.handle.release()
+        if self._doomed:
+            self._close_doomed()
 
     def _put_raw(self, e: Any, now: float | None = None) -> None:
         lock = self._lock
@@ -733,46 +763,10 @@ class Pool(BasePool[psycopg.Connection[Any]]):
         conninfo: str = "",
         *,
         kwargs: dict[str, Any] | None = None,
-        min_size: int = 0,
-        max_size: int = 10,
-        acquire_timeout: float = 30.0,
-        max_lifetime: float | None = 1800.0,
-        idle_timeout: float | None = 600.0,
-        test_before_acquire: bool = True,
-        verify_after: float = 1.0,
-        after_connect: Hook | None = None,
-        before_acquire: Hook | None = None,
-        after_release: Hook | None = None,
-        queue_mode: Literal["lifo", "fifo"] = "lifo",
-        max_waiting: int = 0,
-        num_workers: int = 3,
-        open: bool = True,
-        name: str | None = None,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+        **options: Unpack[PoolSettings],
     ) -> None:
-        timeout = _check_options(
-            min_size, max_size, acquire_timeout, max_lifetime, idle_timeout, verify_after, queue_mode,
-            max_waiting, num_workers,
-        )  # fmt: skip
-        driver = PsycopgDriver(conninfo, kwargs, connection_class, default_connect_timeout=timeout)
-        super().__init__(
-            driver,
-            min_size=min_size,
-            max_size=max_size,
-            acquire_timeout=acquire_timeout,
-            max_lifetime=max_lifetime,
-            idle_timeout=idle_timeout,
-            test_before_acquire=test_before_acquire,
-            verify_after=verify_after,
-            after_connect=after_connect,
-            before_acquire=before_acquire,
-            after_release=after_release,
-            queue_mode=queue_mode,
-            max_waiting=max_waiting,
-            num_workers=num_workers,
-            open=open,
-            name=name,
-        )
+        super().__init__(partial(PsycopgDriver, conninfo, kwargs, connection_class), **options)
 
     @classmethod
     def connect(cls, conninfo: str = "", **options: Any) -> Pool:
@@ -807,76 +801,31 @@ class ResourcePool(BasePool[C]):
     when a resource is dropped.  Options as :class:`Pool`.
     """
 
-    def __init__(
-        self,
-        resource_cls: Any,
-        ctx: Any = None,
-        *,
-        min_size: int = 0,
-        max_size: int = 10,
-        acquire_timeout: float = 30.0,
-        max_lifetime: float | None = 1800.0,
-        idle_timeout: float | None = 600.0,
-        test_before_acquire: bool = True,
-        verify_after: float = 1.0,
-        after_connect: Hook | None = None,
-        before_acquire: Hook | None = None,
-        after_release: Hook | None = None,
-        queue_mode: Literal["lifo", "fifo"] = "lifo",
-        max_waiting: int = 0,
-        num_workers: int = 3,
-        open: bool = True,
-        name: str | None = None,
-    ) -> None:
-        _check_options(
-            min_size, max_size, acquire_timeout, max_lifetime, idle_timeout, verify_after, queue_mode,
-            max_waiting, num_workers,
-        )  # fmt: skip
-        super().__init__(
-            ResourceDriver(resource_cls, ctx),
-            min_size=min_size,
-            max_size=max_size,
-            acquire_timeout=acquire_timeout,
-            max_lifetime=max_lifetime,
-            idle_timeout=idle_timeout,
-            test_before_acquire=test_before_acquire,
-            verify_after=verify_after,
-            after_connect=after_connect,
-            before_acquire=before_acquire,
-            after_release=after_release,
-            queue_mode=queue_mode,
-            max_waiting=max_waiting,
-            num_workers=num_workers,
-            open=open,
-            name=name,
-        )
+    def __init__(self, resource_cls: Any, ctx: Any = None, **options: Unpack[PoolSettings]) -> None:
+        super().__init__(lambda _timeout: ResourceDriver(resource_cls, ctx), **options)
 
     def __enter__(self) -> ResourcePool[C]:
         return self
 
 
-def _check_options(
-    min_size: Any,
-    max_size: Any,
-    acquire_timeout: Any,
-    max_lifetime: Any,
-    idle_timeout: Any,
-    verify_after: Any,
-    queue_mode: Any,
-    max_waiting: Any,
-    num_workers: Any,
-) -> float:
-    """Validate the shared options, naming the first bad one; return the acquire timeout."""
-    check_sizes("min_size", min_size, "max_size", max_size)
-    timeout = check_duration("acquire_timeout", acquire_timeout, allow_none=False)
-    check_duration("max_lifetime", max_lifetime, allow_none=True)
-    check_duration("idle_timeout", idle_timeout, allow_none=True)
-    check_duration("verify_after", verify_after, allow_none=False, allow_zero=True)
-    if queue_mode not in ("lifo", "fifo"):
-        raise ValueError(f"queue_mode must be 'lifo' or 'fifo', got {queue_mode!r}")
-    check_count("max_waiting", max_waiting, 0)
-    check_count("num_workers", num_workers, 1)
-    return timeout  # type: ignore[return-value]
+class PoolSettings(TypedDict, total=False):
+    """The options shared by :class:`Pool` and :class:`ResourcePool` (defaults on ``BasePool``)."""
+
+    min_size: int
+    max_size: int
+    acquire_timeout: float
+    max_lifetime: float | None
+    idle_timeout: float | None
+    test_before_acquire: bool
+    verify_after: float
+    after_connect: Hook | None
+    before_acquire: Hook | None
+    after_release: Hook | None
+    queue_mode: Literal["lifo", "fifo"]
+    max_waiting: int
+    num_workers: int
+    open: bool
+    name: str | None
 
 
 for _cls in (BasePool, Pool, ResourcePool, PooledConnection):

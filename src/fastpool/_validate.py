@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_callable", "check_count", "check_duration", "check_sizes"]
+__all__ = ["check_callable", "check_count", "check_duration", "check_options", "check_sizes"]
 
 
 def check_count(name: str, value: Any, minimum: int) -> int:
@@ -46,3 +46,38 @@ def check_callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
     return value
+
+
+def check_options(
+    *,
+    min_size: Any,
+    max_size: Any,
+    acquire_timeout: Any,
+    max_lifetime: Any,
+    idle_timeout: Any,
+    verify_after: Any,
+    after_connect: Any,
+    before_acquire: Any,
+    after_release: Any,
+    queue_mode: Any,
+    max_waiting: Any,
+    min_name: str = "min_size",
+    max_name: str = "max_size",
+) -> float:
+    """Validate the pool options, naming the first bad one; return ``acquire_timeout`` as float.
+
+    ``min_name``/``max_name`` let ``PoolOptions`` report its own (sqlx) names.
+    """
+    check_sizes(min_name, min_size, max_name, max_size)
+    timeout = check_duration("acquire_timeout", acquire_timeout, allow_none=False)
+    check_duration("max_lifetime", max_lifetime, allow_none=True)
+    check_duration("idle_timeout", idle_timeout, allow_none=True)
+    check_duration("verify_after", verify_after, allow_none=False, allow_zero=True)
+    check_callable("after_connect", after_connect)
+    check_callable("before_acquire", before_acquire)
+    check_callable("after_release", after_release)
+    if queue_mode not in ("lifo", "fifo"):
+        raise ValueError(f"queue_mode must be 'lifo' or 'fifo', got {queue_mode!r}")
+    check_count("max_waiting", max_waiting, 0)
+    assert timeout is not None
+    return timeout
