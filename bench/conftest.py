@@ -30,10 +30,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if session is None or session.disabled or not session.benchmarks:
         return
     rows = [
-        (b.group or "", name_of(b.fullname, b.param), b.stats.median)
+        (b.group or "", name_of(b.fullname, b.param), b.stats.median / b.extra_info.get("ops", 1))
         for b in session.benchmarks
         if b.stats and b.stats.rounds
     ]
     if rows:
-        terminalreporter.write_sep("-", "ratios (median; >1x means slower than fastpool[c])")
+        terminalreporter.write_sep("-", "ratios (median per borrow; >1x means slower than fastpool[c])")
         terminalreporter.write_line(table(rows))

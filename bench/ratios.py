@@ -48,7 +48,11 @@ def main(argv: list[str]) -> int:
     with open(argv[1]) as f:
         data = json.load(f)
     rows = [
-        (b["group"] or "", name_of(b["fullname"], b.get("param")), b["stats"]["median"])
+        (
+            b["group"] or "",
+            name_of(b["fullname"], b.get("param")),
+            b["stats"]["median"] / b.get("extra_info", {}).get("ops", 1),
+        )
         for b in data["benchmarks"]
     ]
     machine = data.get("machine_info", {})

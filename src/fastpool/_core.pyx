@@ -64,7 +64,7 @@ cdef class Entry:
     cdef public bint flagged
     cdef public bint fresh
     cdef public bint check_due
-
+    cdef public object data
     def __init__(self, conn, double created_at, double expires_at, long long serial, owner):
         self.conn = conn
         self.created_at = created_at
@@ -77,6 +77,7 @@ cdef class Entry:
         self.flagged = False
         self.fresh = True
         self.check_due = False
+        self.data = None  # the driver's per-connection state
 
     def __repr__(self):
         return f"<Entry #{self.serial} state={self.state}>"

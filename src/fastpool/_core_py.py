@@ -62,6 +62,7 @@ class Entry:
         "check_due",
         "conn",
         "created_at",
+        "data",
         "expires_at",
         "flagged",
         "fresh",
@@ -84,6 +85,7 @@ class Entry:
         self.flagged = False
         self.fresh = True
         self.check_due = False
+        self.data: Any = None  # the driver's per-connection state
 
     def __repr__(self) -> str:
         return f"<Entry #{self.serial} state={self.state}>"

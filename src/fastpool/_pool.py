@@ -350,9 +350,10 @@ class BasePool(Generic[C]):
             if e is not None:
                 self._put_raw(e)
             raise
-        waited = monotonic() - now
         if got:
-            self._counters["wait_ms"] += int(waited * 1000)
+            waited_ms = int((monotonic() - now) * 1000)
+            with self._lock:
+                self._counters["wait_ms"] += waited_ms
             if w.entry is not None:
                 return w.entry
             raise w.error
@@ -383,12 +384,10 @@ class BasePool(Generic[C]):
     def _admit(self, e: Any, now: float) -> bool:
         """Run the acquire-time gates on an entry popped from idle; False = discarded."""
         conn = e.conn
-        meta = None
         need = self._test_before_acquire and e.check_due
         if not need and self._has_needs_check:
-            meta = ConnectionMetadata(now - e.created_at, now - e.last_used)
             try:
-                need = self._driver.needs_check(conn, meta)
+                need = self._driver.needs_check(e, now)
             except Exception as exc:
                 self._reject(e, "needs_health_check raised", exc)
                 return False
@@ -410,10 +409,8 @@ class BasePool(Generic[C]):
                 self._counters["health_checks"] += 1
         hook = self._before_acquire
         if hook is not None:
-            if meta is None:
-                meta = ConnectionMetadata(now - e.created_at, now - e.last_used)
             try:
-                ok = hook(conn, meta)
+                ok = hook(conn, ConnectionMetadata(now - e.created_at, now - e.last_used))
             except Exception as exc:
                 self._reject(e, "before_acquire raised", exc)
                 return False
@@ -529,16 +526,20 @@ class BasePool(Generic[C]):
         driver = self._driver
         try:
             conn = driver.connect()
-        except Exception as exc:
+        except BaseException as exc:  # the reservation is given back on every path
             self._connect_failed(exc, driver.retryable(exc))
+            if not isinstance(exc, Exception):
+                raise
             return
         hook = self._after_connect
         if hook is not None:
             try:
                 hook(conn, META_NEW)
-            except Exception as exc:
+            except BaseException as exc:
                 self._close_conn(conn)
                 self._connect_failed(exc, driver.hook_retryable(exc))
+                if not isinstance(exc, Exception):
+                    raise
                 return
         with self._lock:
             w = self._core.connect_done(conn, monotonic())
@@ -599,7 +600,7 @@ class BasePool(Generic[C]):
         with self._lock:
             core = self._core
             core.reap(monotonic())
-            dead = [e for e in core.idle_entries() if probe(e.conn)]
+            dead = [e for e in core.idle_entries() if probe(e)]
             if dead:
                 core.evict(dead)
         if dead:

@@ -21,14 +21,12 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from ._meta import ConnectionMetadata
 from .resource import Driver
 
 __all__ = ["PsycopgDriver"]
 
 logger = logging.getLogger("fastpool")
 
-_NO_META = ConnectionMetadata(0.0, 0.0)
 _OK = pq.ConnStatus.OK
 _IDLE = pq.TransactionStatus.IDLE
 _INTRANS = pq.TransactionStatus.INTRANS
@@ -103,21 +101,24 @@ class PsycopgDriver(Driver):
         except Exception as exc:  # pragma: no cover - close is best effort
             logger.debug("error closing a connection: %s", self.redact(str(exc)))
 
-    def needs_check(self, conn: Any, meta: ConnectionMetadata) -> bool:
-        pgconn = conn.pgconn
+    def needs_check(self, entry: Any, now: float) -> bool:
+        pgconn = entry.conn.pgconn
         if pgconn.status != _OK:
             return True
+        poller = entry.data
         try:
-            r, _, _ = select.select((pgconn.socket,), (), (), 0)
+            if poller is None:  # one poll object per connection: registered once
+                poller = entry.data = select.poll()
+                poller.register(pgconn.socket, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError, psycopg.OperationalError):
             return True
-        return bool(r)
 
-    def idle_dead(self, conn: Any) -> bool:
+    def idle_dead(self, entry: Any) -> bool:
         # An idle connection has nothing to read unless the server spoke first:
         # a FATAL before EOF (terminated backend, restart) or a stray NOTIFY /
         # NOTICE, which would leak to the next borrower anyway.
-        return self.needs_check(conn, _NO_META)
+        return self.needs_check(entry, 0.0)
 
     def check(self, conn: Any) -> None:
         if conn.closed:

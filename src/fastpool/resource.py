@@ -86,15 +86,19 @@ class Driver:
         """Close ``conn``; never raises."""
         raise NotImplementedError
 
-    def needs_check(self, conn: Any, meta: ConnectionMetadata) -> bool:
-        """Cheap, I/O-free: must ``check`` run before handing ``conn`` out?"""
+    def needs_check(self, entry: Any, now: float) -> bool:
+        """Cheap, I/O-free: must ``check`` run before handing out ``entry.conn``?
+
+        ``entry`` is the core's record of the connection (``conn``,
+        ``created_at``, ``last_used``, and ``data`` for the driver's own use).
+        """
         return False
 
     def check(self, conn: Any) -> None:
         """Expensive health check; raise to reject."""
 
-    def idle_dead(self, conn: Any) -> bool:
-        """Cheap, I/O-free, run by the reaper on idle connections: is ``conn`` unusable?"""
+    def idle_dead(self, entry: Any) -> bool:
+        """Cheap, I/O-free, run by the reaper on idle connections: is ``entry.conn`` unusable?"""
         return False
 
     def reset(self, conn: Any) -> bool:
@@ -140,8 +144,9 @@ class ResourceDriver(Driver):
         if close is not None:
             close()
 
-    def needs_check(self, conn: Any, meta: ConnectionMetadata) -> bool:
-        return bool(conn.needs_health_check(self.ctx, meta))
+    def needs_check(self, entry: Any, now: float) -> bool:
+        meta = ConnectionMetadata(now - entry.created_at, now - entry.last_used)
+        return bool(entry.conn.needs_health_check(self.ctx, meta))
 
     def check(self, conn: Any) -> None:
         conn.health_check(self.ctx)
