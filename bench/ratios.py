@@ -22,7 +22,7 @@ def table(rows: Iterable[tuple[str, str, float]]) -> str:
         groups[group].append((name, median))
     out = []
     for group, items in sorted(groups.items()):
-        base = next((m for n, m in items if n.startswith(BASELINE)), None)
+        base = next((m for n, m in items if n == BASELINE), None)
         out.append(f"\n{group}\n")
         out.append("| implementation | median | vs fastpool[c] |")
         out.append("|---|---:|---:|")

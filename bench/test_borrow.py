@@ -57,6 +57,8 @@ def _floor() -> Callable[[], None]:
     params=[
         "fastpool[c]",
         "fastpool[python]",
+        "fastpool[c] getconn/putconn",
+        "fastpool[python] getconn/putconn",
         "psycopg_pool connection()",
         "psycopg_pool getconn/putconn",
         "sqlalchemy QueuePool",
@@ -66,12 +68,17 @@ def _floor() -> Callable[[], None]:
 def pg_borrow(request: pytest.FixtureRequest, dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     name = request.param
     if name.startswith("fastpool"):
-        _use_twin(monkeypatch, "c" if name == "fastpool[c]" else "python")
+        _use_twin(monkeypatch, "c" if name.startswith("fastpool[c]") else "python")
         pool = fastpool.Pool(dsn, min_size=4, max_size=4)
+        if name.endswith("getconn/putconn"):
 
-        def run() -> None:
-            with pool.connection():
-                pass
+            def run() -> None:
+                pool.putconn(pool.getconn())
+        else:
+
+            def run() -> None:
+                with pool.connection():
+                    pass
 
         yield run
         pool.close()

@@ -264,6 +264,11 @@ def test_twins_have_the_same_public_surface() -> None:
         if isinstance(a, int):
             assert a == b, name
             continue
+        if not isinstance(a, type):  # a function
+            assert callable(b), name
+            assert list(inspect.signature(a).parameters) == list(inspect.signature(b).parameters), name
+            assert a.__doc__ == b.__doc__, name
+            continue
         pub_a = {n for n in dir(a) if not n.startswith("_")}
         pub_b = {n for n in dir(b) if not n.startswith("_")}
         assert pub_a == pub_b, (name, pub_a ^ pub_b)
@@ -280,3 +285,21 @@ def test_pure_twin_signatures_are_introspectable() -> None:
     sig = inspect.signature(py.PoolCore)
     assert list(sig.parameters)[:2] == ["max_size", "min_size"]
     assert math.isinf(py.INF)
+
+
+def test_readable_probe(core_mod: ModuleType) -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        assert core_mod.readable(a.fileno()) is False
+        b.send(b"x")
+        assert core_mod.readable(a.fileno()) is True
+        a.recv(1)
+        b.close()
+        assert core_mod.readable(a.fileno()) is True, "EOF counts as readable"
+        fd = a.fileno()
+    finally:
+        a.close()
+    with pytest.raises(OSError):
+        core_mod.readable(fd)

@@ -20,6 +20,7 @@ differential tests run random operation sequences against both.
 
 from __future__ import annotations
 
+import select
 from collections import deque
 from typing import Any
 
@@ -36,7 +37,26 @@ __all__ = [
     "Entry",
     "PoolCore",
     "Waiter",
+    "readable",
 ]
+
+
+def readable(fd: int) -> bool:
+    """Say whether ``fd`` has data (or EOF, or an error) to read, without waiting.
+
+    One ``poll()`` with a zero timeout: the pools' I/O-free probe of an idle
+    connection.  Raises ``OSError`` for an invalid descriptor.
+    """
+    if hasattr(select, "poll"):
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        events = p.poll(0)
+        if events and events[0][1] & select.POLLNVAL:
+            raise OSError(9, "Bad file descriptor")
+        return bool(events)
+    r, _, _ = select.select((fd,), (), (), 0)  # pragma: no cover - platforms without poll
+    return bool(r)
+
 
 INF = float("inf")
 _MASK64 = 0xFFFFFFFFFFFFFFFF

@@ -14,13 +14,13 @@ terminated while idle); ``check`` is an empty query in autocommit.
 from __future__ import annotations
 
 import logging
-import select
 from typing import Any
 
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
+from . import _impl
 from .resource import Driver
 
 __all__ = ["PsycopgDriver"]
@@ -105,12 +105,8 @@ class PsycopgDriver(Driver):
         pgconn = entry.conn.pgconn
         if pgconn.status != _OK:
             return True
-        poller = entry.data
         try:
-            if poller is None:  # one poll object per connection: registered once
-                poller = entry.data = select.poll()
-                poller.register(pgconn.socket, select.POLLIN)
-            return bool(poller.poll(0))
+            return bool(_impl.core.readable(pgconn.socket))
         except (OSError, ValueError, psycopg.OperationalError):
             return True
 
