@@ -14,6 +14,7 @@ from ._meta import ConnectionMetadata
 from ._options import PoolOptions
 from ._pool import BasePool, Pool, PooledConnection, ResourcePool
 from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
+from .recycle import Recycle
 from .resource import BaseResource, Resource
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "PoolOptions",
     "PoolTimeout",
     "PooledConnection",
+    "Recycle",
     "Resource",
     "ResourcePool",
     "TooManyRequests",

@@ -421,8 +421,13 @@ cdef class PoolCore:
         e.state = _ENTRY_CLOSED
         return self._reserve()
 
-    cpdef Waiter connect_done(self, conn, double now):
-        """Register a new connection opened for a reserved connect."""
+    cpdef Waiter connect_done(self, conn, double now, data=None):
+        """Register a new connection opened for a reserved connect.
+
+        ``data`` becomes the new entry's ``data`` (the driver's own state).
+        Returns the waiter it was handed to, or None if it went idle (or to
+        ``doomed``, when the pool closed meanwhile).
+        """
         cdef double lifetime
         cdef Entry e
         if self._connecting <= 0:
@@ -434,6 +439,7 @@ cdef class PoolCore:
         if lifetime != INF:
             lifetime = lifetime * (1.0 - _JITTER * self._next_random())
         e = Entry(conn, now, now + lifetime, self._serial, self)
+        e.data = data
         if self.closed:
             self._doom(e)
             return None

@@ -417,9 +417,10 @@ class PoolCore:
         e.state = ENTRY_CLOSED
         return self._reserve()
 
-    def connect_done(self, conn: Any, now: float) -> Waiter | None:
+    def connect_done(self, conn: Any, now: float, data: Any = None) -> Waiter | None:
         """Register a new connection opened for a reserved connect.
 
+        ``data`` becomes the new entry's ``data`` (the driver's own state).
         Returns the waiter it was handed to, or None if it went idle (or to
         ``doomed``, when the pool closed meanwhile).
         """
@@ -432,6 +433,7 @@ class PoolCore:
         if lifetime != INF:
             lifetime = lifetime * (1.0 - _JITTER * self._next_random())
         e = Entry(conn, now, now + lifetime, self._serial, self)
+        e.data = data
         if self.closed:
             self._doom(e)
             return None

@@ -30,6 +30,7 @@ from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import PsycopgDriver
 from ._validate import check_count, check_duration, check_options
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
+from .recycle import Recycle
 from .resource import Driver, ResourceDriver
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class BasePool(Generic[C]):
         check_count("num_workers", num_workers, 1)
         self._name = str(name) if name is not None else f"pool-{next(_names)}"
         self._driver = driver = make_driver(self._acquire_timeout)
+        driver.pool = weakref.ref(self)
         self._test_before_acquire = bool(test_before_acquire)
         self._after_connect = after_connect
         self._before_acquire = before_acquire
@@ -109,9 +111,10 @@ class BasePool(Generic[C]):
         self._has_reset = driver.has_reset
         self._has_finish = driver.has_finish
         self._has_needs_check = driver.has_needs_check
-        # _admit must run for every hand-out from idle when a probe or hook exists;
-        # otherwise only when the core's gate says a check is due
-        self._admit_always = self._has_needs_check or before_acquire is not None
+        # _admit must run for every hand-out from idle when a probe, a hook or
+        # VERIFIED exists; otherwise only when the core's gate says a check is due
+        self._check_always = driver.always_check
+        self._admit_always = self._has_needs_check or self._check_always or before_acquire is not None
         self._lent: dict[int, Any] = {}
         self._backoff = _BACKOFF_INITIAL
         self._last_error: BaseException | None = None
@@ -384,7 +387,7 @@ class BasePool(Generic[C]):
     def _admit(self, e: Any, now: float) -> bool:
         """Run the acquire-time gates on an entry popped from idle; False = discarded."""
         conn = e.conn
-        need = self._test_before_acquire and e.check_due
+        need = self._check_always or (self._test_before_acquire and e.check_due)
         if not need and self._has_needs_check:
             try:
                 need = self._driver.needs_check(e, now)
@@ -437,7 +440,7 @@ class BasePool(Generic[C]):
         keep = now < e.expires_at  # past max_lifetime: closed without after_release
         try:
             if keep and self._has_reset:
-                keep = self._driver.reset(conn)
+                keep = self._driver.reset(e)
             hook = self._after_release
             if keep and hook is not None:
                 keep = bool(hook(conn, ConnectionMetadata(now - e.created_at, 0.0)))
@@ -541,8 +544,14 @@ class BasePool(Generic[C]):
                 if not isinstance(exc, Exception):
                     raise
                 return
+        try:
+            data = driver.snapshot(conn)
+        except Exception as exc:
+            self._close_conn(conn)
+            self._connect_failed(exc, False)
+            return
         with self._lock:
-            w = self._core.connect_done(conn, monotonic())
+            w = self._core.connect_done(conn, monotonic(), data)
             self._backoff = _BACKOFF_INITIAL
         if w is not None:
             w.handle.release()
@@ -765,9 +774,41 @@ class Pool(BasePool[psycopg.Connection[Any]]):
         *,
         kwargs: dict[str, Any] | None = None,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+        recycle: Recycle = Recycle.FAST,
         **options: Unpack[PoolSettings],
     ) -> None:
-        super().__init__(partial(PsycopgDriver, conninfo, kwargs, connection_class), **options)
+        if not isinstance(recycle, Recycle):
+            raise TypeError(f"recycle must be a fastpool.Recycle, got {type(recycle).__name__}")
+        if recycle == Recycle.CLEAN and options.get("after_connect") is not None:
+            logger.info(
+                "recycle=CLEAN runs RESET ALL at every return: settings made with SET in after_connect "
+                "are undone; put session settings in the connection parameters instead"
+            )
+        super().__init__(partial(PsycopgDriver, conninfo, kwargs, connection_class, recycle), **options)
+
+    @property
+    def recycle(self) -> Recycle:
+        """The recycling method (``Recycle.FAST`` unless given)."""
+        return self._driver.recycle  # type: ignore[attr-defined, no-any-return]
+
+    def clear_prepared(self) -> None:
+        """Deallocate the prepared statements of every pooled connection.
+
+        Idle connections are cleared now (``DEALLOCATE ALL``, which psycopg
+        also applies to its own cache); connections in use are cleared when
+        they come back.  Use it after DDL that would make other connections
+        fail with "cached plan must not change result type".
+        """
+        self._driver.epoch += 1  # type: ignore[attr-defined]
+        now = monotonic()
+        idle = []
+        with self._lock:
+            while (e := self._core.acquire(now)) is not None:
+                idle.append(e)
+        for e in idle:
+            self._put(e)  # the reset sees the new epoch and deallocates
+        if self._doomed:
+            self._close_doomed()
 
     @classmethod
     def connect(cls, conninfo: str = "", **options: Any) -> Pool:

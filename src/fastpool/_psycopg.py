@@ -4,7 +4,11 @@ Return-time reset (every recycling method): a broken or closed connection, or
 one left ACTIVE or UNKNOWN (a query or COPY still running, R1), is discarded;
 one left in a transaction (INTRANS or INERROR) is rolled back.  An IDLE
 connection gets no round trip at all: a gratuitous ROLLBACK would also clear
-psycopg's prepared-statement cache.
+psycopg's prepared-statement cache.  Client-side settings changed during the
+borrow (autocommit, isolation level, read only, deferrable, row and cursor
+factories, prepare threshold, notice and notify handlers) are put back to what
+the connection had when it joined the pool, without a round trip.  Then the
+recycling method's SQL, if any (CLEAN, CUSTOM), runs in autocommit.
 
 Acquire-time check: ``needs_check`` is I/O-free (connection status plus a
 zero-timeout readability probe of the socket, which catches a backend that was
@@ -21,6 +25,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from . import _impl
+from .recycle import Recycle
 from .resource import Driver
 
 __all__ = ["PsycopgDriver"]
@@ -46,8 +51,80 @@ _TRANSIENT_FATAL = (
 _TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
 
 
+class _State:
+    """A connection's client-side settings when it joined the pool."""
+
+    __slots__ = (
+        "autocommit",
+        "cursor_factory",
+        "deferrable",
+        "epoch",
+        "isolation_level",
+        "notice_handlers",
+        "notify_handlers",
+        "prepare_threshold",
+        "read_only",
+        "row_factory",
+    )
+
+    def __init__(self, conn: Any, epoch: int) -> None:
+        self.autocommit = conn._autocommit
+        self.isolation_level = conn._isolation_level
+        self.read_only = conn._read_only
+        self.deferrable = conn._deferrable
+        self.row_factory = conn.row_factory
+        self.cursor_factory = conn.cursor_factory
+        self.prepare_threshold = conn._prepared.prepare_threshold
+        self.notice_handlers = list(conn._notice_handlers)
+        self.notify_handlers = list(conn._notify_handlers)
+        self.epoch = epoch
+
+    def restore(self, conn: Any) -> None:
+        """Put back what changed; the connection is IDLE, so nothing goes to the server."""
+        if conn._autocommit != self.autocommit:
+            conn.autocommit = self.autocommit
+        if conn._isolation_level != self.isolation_level:
+            conn.isolation_level = self.isolation_level
+        if conn._read_only != self.read_only:
+            conn.read_only = self.read_only
+        if conn._deferrable != self.deferrable:
+            conn.deferrable = self.deferrable
+        if conn.row_factory is not self.row_factory:
+            conn.row_factory = self.row_factory
+        if conn.cursor_factory is not self.cursor_factory:
+            conn.cursor_factory = self.cursor_factory
+        if conn._prepared.prepare_threshold != self.prepare_threshold:
+            conn.prepare_threshold = self.prepare_threshold
+        if conn._notice_handlers != self.notice_handlers:
+            conn._notice_handlers[:] = self.notice_handlers
+        if conn._notify_handlers != self.notify_handlers:
+            conn._notify_handlers[:] = self.notify_handlers
+
+
+def run_autocommit(conn: Any, sql: str) -> None:
+    """Run ``sql`` in one simple-protocol round trip with autocommit on.
+
+    Going through ``conn.execute`` (not ``pgconn``) lets psycopg see
+    ``DISCARD ALL``/``DEALLOCATE ALL`` and clear its prepared-statement cache.
+    """
+    if conn._autocommit:
+        conn.execute(sql, prepare=False)
+        return
+    conn.autocommit = True
+    try:
+        conn.execute(sql, prepare=False)
+    finally:
+        if not conn.closed:
+            conn.autocommit = False
+
+
 class PsycopgDriver(Driver):
-    """Opens ``psycopg.Connection`` objects for the pools (internal)."""
+    """Opens ``psycopg.Connection`` objects for the pools (internal).
+
+    ``close_returns`` and ``putconn`` make the driver the object psycopg finds
+    in ``conn._pool``: ``with conn:`` inside a borrow then commits without
+    closing, as with psycopg_pool.
+    """
 
     has_needs_check = True
     has_reset = True
@@ -58,10 +135,19 @@ class PsycopgDriver(Driver):
         conninfo: str = "",
         kwargs: dict[str, Any] | None = None,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+        recycle: Recycle = Recycle.FAST,
         default_connect_timeout: float | None = None,
     ) -> None:
         if not isinstance(conninfo, str):
             raise TypeError("conninfo must be a str")
+        if not isinstance(recycle, Recycle):
+            raise TypeError(f"recycle must be a fastpool.Recycle, got {type(recycle).__name__}")
+        self.recycle = recycle
+        self.always_check = recycle.verify_on_acquire
+        self._recycle_sql = recycle.sql
+        self._clean = recycle == Recycle.CLEAN
+        self.epoch = 0  # bumped by clear_prepared()
+        self.close_returns = False
         kwargs = dict(kwargs or {})
         try:
             params = conninfo_to_dict(conninfo, **kwargs)
@@ -73,7 +159,6 @@ class PsycopgDriver(Driver):
         self.conninfo = conninfo
         self.kwargs = kwargs
         self.connection_class = connection_class
-        self.autocommit = bool(kwargs.get("autocommit", False))
         host = str(params.get("host") or params.get("hostaddr") or "")
         port = str(params.get("port") or "5432")
         self._target = f"{host or 'local socket'}:{port}" if host else f"local socket (port {port})"
@@ -93,10 +178,25 @@ class PsycopgDriver(Driver):
     # -- Driver ------------------------------------------------------------------
 
     def connect(self) -> Any:
-        return self.connection_class.connect(self.conninfo, **self.kwargs)
+        conn = self.connection_class.connect(self.conninfo, **self.kwargs)
+        conn._pool = self  # type: ignore[assignment]  # psycopg only needs close_returns/putconn
+        return conn
+
+    def snapshot(self, conn: Any) -> Any:
+        return _State(conn, self.epoch)
+
+    def putconn(self, conn: Any) -> None:
+        """What psycopg calls from ``conn.close()`` when ``close_returns`` is set."""
+        pool = self.pool() if self.pool is not None else None
+        if pool is None:
+            conn._pool = None
+            conn.close()
+        else:
+            pool.putconn(conn)
 
     def close(self, conn: Any) -> None:
         try:
+            conn._pool = None  # a real close, even with close_returns
             conn.close()
         except Exception as exc:  # pragma: no cover - close is best effort
             logger.debug("error closing a connection: %s", self.redact(str(exc)))
@@ -119,16 +219,10 @@ class PsycopgDriver(Driver):
     def check(self, conn: Any) -> None:
         if conn.closed:
             raise psycopg.OperationalError("connection is closed")
-        if conn.autocommit:
-            conn.execute("")
-        else:
-            conn.autocommit = True
-            try:
-                conn.execute("")
-            finally:
-                conn.autocommit = False
+        run_autocommit(conn, "")
 
-    def reset(self, conn: Any) -> bool:
+    def reset(self, entry: Any) -> bool:
+        conn = entry.conn
         pgconn = conn.pgconn
         if pgconn.status != _OK:
             return False
@@ -139,8 +233,19 @@ class PsycopgDriver(Driver):
             conn.rollback()
         else:  # ACTIVE or UNKNOWN: state unknown, R1
             return False
-        if conn.autocommit != self.autocommit:
-            conn.autocommit = self.autocommit
+        st = entry.data
+        if st is not None:
+            st.restore(conn)
+            if st.epoch != self.epoch:  # clear_prepared() was called since
+                run_autocommit(conn, "DEALLOCATE ALL")
+                st.epoch = self.epoch
+        sql = self._recycle_sql
+        if sql is not None:
+            run_autocommit(conn, sql)
+            if self._clean:  # UNLISTEN * does not drop what psycopg already received
+                backlog = conn._notifies_backlog
+                if backlog:
+                    backlog.clear()
         return True
 
     def finish(self, conn: Any, ok: bool) -> None:

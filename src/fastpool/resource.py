@@ -101,7 +101,14 @@ class Driver:
         """Cheap, I/O-free, run by the reaper on idle connections: is ``entry.conn`` unusable?"""
         return False
 
-    def reset(self, conn: Any) -> bool:
+    always_check: bool = False  # check() at every hand-out from idle (VERIFIED)
+    pool: Any = None  # a weak reference to the pool using this driver, set by the pool
+
+    def snapshot(self, conn: Any) -> Any:
+        """Return the driver's state for a new connection (stored as ``entry.data``)."""
+        return None
+
+    def reset(self, entry: Any) -> bool:
         """Make a returned connection reusable; False (or raising) discards it."""
         return True
 
