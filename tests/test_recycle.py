@@ -67,7 +67,9 @@ def test_recycle_option_is_checked(twin: str, dsn: str) -> None:
 
 
 @pytest.mark.parametrize("method", [Recycle.FAST, Recycle.VERIFIED, Recycle.CLEAN])
-def test_terminated_idle_backend_never_reaches_the_user(make_pool: Any, admin: Any, method: Recycle) -> None:
+def test_terminated_idle_backend_never_reaches_the_user(
+    make_pool: Any, admin: Any, app_name: str, method: Recycle
+) -> None:
     # T002-01 (and the probe for every method)
     pool = make_pool(max_size=2, recycle=method, test_before_acquire=False)
     with pool.connection() as conn:
