@@ -303,3 +303,18 @@ def test_readable_probe(core_mod: ModuleType) -> None:
     never_open = 2**30  # far above any descriptor limit: never open
     with pytest.raises(OSError):
         core_mod.readable(never_open)
+
+
+def test_drain(core_mod: ModuleType) -> None:
+    core = new_core(core_mod, max_size=3, min_size=2)
+    core.plan_connects()
+    connect(core, 0.0, "a")
+    connect(core, 0.0, "b")
+    held = core.acquire(1.0)
+    assert core.drain(2.0) == 1 and core.idle == 0
+    assert core.release(held, 3.0) is None and len(core.doomed) == 2, "in use before the drain: closed on return"
+    assert core.plan_connects() == 2
+    w = core_mod.Waiter()
+    core.enqueue(w, 3.0)
+    connect(core, 3.5, "new")
+    assert core.release(w.entry, 4.0) is None and core.idle == 1, "created after the drain: kept"

@@ -130,6 +130,8 @@ def step(side: Side, op: str, arg: float, now: float) -> Any:
         idle = c.idle_entries()
         chosen = [e for i, e in enumerate(idle) if (i * 7 + int(arg * 100)) % 3 == 0]
         return c.evict(chosen)
+    if op == "drain":
+        return c.drain(now)
     if op == "close":
         return [side.pick_wid(w) for w in c.close()]
     if op == "resize":
@@ -156,6 +158,7 @@ OPS = [
     ("plan", 3),
     ("doomed", 3),
     ("evict", 1),
+    ("drain", 0.3),
     ("close", 0.2),
     ("resize", 0.5),
 ]

@@ -167,6 +167,7 @@ cdef class PoolCore:
     cdef object _waiters
     cdef Py_ssize_t _n_waiting
     cdef Py_ssize_t _dead_waiters
+    cdef double _drained_at
     cdef readonly bint closed
     cdef readonly list doomed
     cdef unsigned long long _rng
@@ -203,6 +204,7 @@ cdef class PoolCore:
         self._waiters = deque()
         self._n_waiting = 0
         self._dead_waiters = 0
+        self._drained_at = -INF
         self.closed = False
         self.doomed = []
         self._rng = <unsigned long long>(seed & 0xFFFFFFFFFFFFFFFF)
@@ -404,7 +406,7 @@ cdef class PoolCore:
             raise RuntimeError("entry is not in use in this pool")
         self._in_use -= 1
         self.n_returns += 1
-        if self.closed or e.locks_held > 0 or now >= e.expires_at:
+        if self.closed or e.locks_held > 0 or now >= e.expires_at or e.created_at <= self._drained_at:
             self.n_discarded += 1
             self._doom(e)
             return None
@@ -507,6 +509,19 @@ cdef class PoolCore:
                 else:
                     self._push_idle(e)
         return n
+
+    cpdef Py_ssize_t drain(self, double now) except -1:
+        """Doom every idle entry, and every entry in use when it comes back; return how many idled.
+
+        Entries created after this call are not affected.
+        """
+        cdef list entries
+        self._drained_at = now
+        entries = self._idle_list()
+        for e in entries:
+            self.n_discarded += 1
+            self._doom(<Entry>e)
+        return len(entries)
 
     cpdef flag(self, Entry e):
         """Mark ``e`` as needing a health check at its next hand-out."""

@@ -129,6 +129,7 @@ class PoolCore:
     __slots__ = (
         "_connecting",
         "_dead_waiters",
+        "_drained_at",
         "_head",
         "_idle_timeout",
         "_in_use",
@@ -187,6 +188,7 @@ class PoolCore:
         self._waiters: deque[Waiter] = deque()
         self._n_waiting = 0
         self._dead_waiters = 0
+        self._drained_at = -INF
         self.closed = False
         self.doomed: list[Entry] = []
         self._rng = seed & _MASK64
@@ -400,7 +402,7 @@ class PoolCore:
             raise RuntimeError("entry is not in use in this pool")
         self._in_use -= 1
         self.n_returns += 1
-        if self.closed or e.locks_held > 0 or now >= e.expires_at:
+        if self.closed or e.locks_held > 0 or now >= e.expires_at or e.created_at <= self._drained_at:
             self.n_discarded += 1
             self._doom(e)
             return None
@@ -502,6 +504,18 @@ class PoolCore:
                 else:
                     self._push_idle(e)
         return n
+
+    def drain(self, now: float) -> int:
+        """Doom every idle entry, and every entry in use when it comes back; return how many idled.
+
+        Entries created after this call are not affected.
+        """
+        self._drained_at = now
+        entries = self._idle_list()
+        for e in entries:
+            self.n_discarded += 1
+            self._doom(e)
+        return len(entries)
 
     def flag(self, e: Entry) -> None:
         """Mark ``e`` as needing a health check at its next hand-out."""

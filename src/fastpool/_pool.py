@@ -28,7 +28,7 @@ from . import _impl
 from ._maintenance import Maintenance
 from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import PsycopgDriver
-from ._validate import check_count, check_duration, check_options
+from ._validate import check_count, check_duration, check_options, check_sizes
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
 from .recycle import Recycle
 from .resource import Driver, ResourceDriver
@@ -71,8 +71,9 @@ class BasePool(Generic[C]):
         num_workers: int = 3,
         open: bool = True,
         name: str | None = None,
+        start: bool = True,
     ) -> None:
-        self._closed = True  # until fully constructed: __del__/close stay harmless
+        self._closed = True  # until started: __del__/close stay harmless
         self._acquire_timeout = check_options(
             min_size=min_size,
             max_size=max_size,
@@ -126,22 +127,39 @@ class BasePool(Generic[C]):
                 "health_check_failures",
                 "before_acquire_rejections",
                 "after_release_rejections",
+                "returns_bad",
+                "dead_idle_closed",
                 "wait_ms",
+                "connect_ms",
             ),
             0,
         )
         self._maint = Maintenance(self._name, num_workers)
         reap_every = [t for t in (idle_timeout, max_lifetime) if t is not None]
         self._reap_interval = max(0.5, min(reap_every) / 2) if reap_every else None
+        self._reconnect_timeout: float | None = None
+        self._reconnect_failed: Callable[[Any], None] | None = None
+        self._failing_since: float | None = None
+        self._opened = False
+        if start:
+            self._start(eager=open)
+
+    def _start(self, eager: bool) -> None:
+        """Start the workers, the reaper and the ``min_size`` top-up (once)."""
+        if self._opened:
+            if self._closed:
+                raise PoolClosed(f"{self._name} was closed and cannot be opened again")
+            return
+        self._opened = True
         self._closed = False
         self._maint.start()
-        self._finalizer = weakref.finalize(self, self._maint.stop, 0.0)
+        weakref.finalize(self, self._maint.stop, 0.0)
         if self._reap_interval is not None:
             self._maint.later(self._reap_interval, _reaper_job(weakref.ref(self)))
         with self._lock:
             n = self._core.plan_connects()
         self._start_connects(n)
-        if open:
+        if eager:
             self._open_eager()
 
     # -- public API ----------------------------------------------------------------
@@ -195,7 +213,7 @@ class BasePool(Generic[C]):
         The expiry gate applies; no health-check round trip is made.
         """
         if self._closed:
-            raise PoolClosed(f"{self._name} is closed")
+            raise self._closed_error()
         now = monotonic()
         with self._lock:
             e = self._core.acquire(now)
@@ -221,6 +239,60 @@ class BasePool(Generic[C]):
                 self._lent[id(conn)] = e
             raise WrongPoolError(f"this connection was not lent by {self._name} (or was already returned)")
         self._put(e)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Wait until ``min_size`` connections are open.
+
+        Raises ``PoolTimeout`` (and closes the pool) if that takes longer than
+        ``timeout`` seconds; ``PoolClosed`` if the pool is not open.
+        """
+        if self._closed:
+            raise self._closed_error()
+        deadline = monotonic() + timeout
+        core = self._core
+        while core.size - core.connecting < core.min_size:
+            if monotonic() >= deadline:
+                self.close()
+                raise PoolTimeout(f"pool initialization incomplete after {timeout} sec") from self._last_error
+            sleep(0.005)
+
+    def drain(self) -> None:
+        """Close every idle connection now, and every borrowed one when it comes back.
+
+        New connections replace them (``min_size`` is kept); use it to make every
+        connection pick up a change of configuration.
+        """
+        with self._lock:
+            self._core.drain(monotonic())
+        self._close_doomed()
+
+    def resize(self, min_size: int, max_size: int | None = None) -> None:
+        """Change ``min_size`` and ``max_size`` (``max_size`` defaults to ``min_size``).
+
+        Shrinking closes idle connections beyond the new maximum at once and
+        borrowed ones as they come back; growing opens connections up to the
+        new ``min_size``.
+        """
+        if max_size is None:
+            max_size = min_size
+        check_sizes("min_size", min_size, "max_size", max_size)
+        with self._lock:
+            self._core.resize(max_size, min_size)
+        self._close_doomed()
+
+    def check(self) -> None:
+        """Check every idle connection now (empty query); close and replace broken ones."""
+        for e in self._take_idle():
+            try:
+                self._driver.check(e.conn)
+            except Exception as exc:
+                with self._lock:
+                    self._counters["health_check_failures"] += 1
+                self._reject(e, "check() found a broken connection", exc)
+            else:
+                self._put_raw(e)
+        if self._doomed:
+            self._close_doomed()
 
     def stats(self) -> dict[str, Any]:
         """Return a snapshot of gauges and counters (a new dict each call).
@@ -249,6 +321,7 @@ class BasePool(Generic[C]):
         """
         with self._lock:
             if self._closed:
+                self._opened = True  # a pool closed before it was opened stays closed
                 return
             self._closed = True
             waiters = self._core.close()
@@ -316,7 +389,7 @@ class BasePool(Generic[C]):
                 e = core.acquire(now)
                 if e is None:
                     if self._closed:
-                        raise PoolClosed(f"{self._name} is closed")
+                        raise self._closed_error()
                     w = self._waiter_cls(_allocate_lock())
                     w.handle.acquire()
                     n = core.enqueue(w, now)
@@ -341,6 +414,20 @@ class BasePool(Generic[C]):
                 raise PoolTimeout(
                     f"couldn't get a connection after {timeout:.3g} s: timed out checking connections"
                 ) from self._last_error
+
+    def _take_idle(self) -> list[Any]:
+        """Check out every idle connection (expired ones are closed on the way)."""
+        now = monotonic()
+        taken = []
+        with self._lock:
+            while (e := self._core.acquire(now)) is not None:
+                taken.append(e)
+        return taken
+
+    def _closed_error(self) -> PoolClosed:
+        if not self._opened:
+            return PoolClosed(f"the pool {self._name!r} is not open yet")
+        return PoolClosed(f"the pool {self._name!r} is already closed")
 
     def _wait(self, w: Any, now: float, deadline: float, timeout: float) -> Any:
         core = self._core
@@ -458,6 +545,8 @@ class BasePool(Generic[C]):
             self._discard(e)
             raise
         if not keep:
+            with self._lock:
+                self._counters["returns_bad"] += 1
             self._discard(e)
             return
         lock = self._lock
@@ -527,6 +616,7 @@ class BasePool(Generic[C]):
                 self._core.connect_failed()
             return
         driver = self._driver
+        started = monotonic()
         try:
             conn = driver.connect()
         except BaseException as exc:  # the reservation is given back on every path
@@ -550,17 +640,40 @@ class BasePool(Generic[C]):
             self._close_conn(conn)
             self._connect_failed(exc, False)
             return
+        done = monotonic()
         with self._lock:
-            w = self._core.connect_done(conn, monotonic(), data)
+            w = self._core.connect_done(conn, done, data)
             self._backoff = _BACKOFF_INITIAL
+            self._failing_since = None
+            self._counters["connect_ms"] += int((done - started) * 1000)
         if w is not None:
             w.handle.release()
         if self._doomed:
             self._close_doomed()
 
     def _connect_failed(self, exc: BaseException, retry: bool) -> None:
-        self._last_error, self._last_error_at = exc, monotonic()
+        now = monotonic()
+        self._last_error, self._last_error_at = exc, now
         msg = self._driver.redact(str(exc).strip())
+        gave_up = False
+        with self._lock:
+            if self._failing_since is None:
+                self._failing_since = now
+            elif self._reconnect_timeout is not None and now - self._failing_since > self._reconnect_timeout:
+                self._failing_since = None  # a new streak starts; we keep trying with backoff
+                gave_up = True
+        if gave_up:
+            logger.warning(
+                "%s: connecting to %s has failed for more than %s s",
+                self._name,
+                self._driver.describe(),
+                self._reconnect_timeout,
+            )
+            if self._reconnect_failed is not None:
+                try:
+                    self._reconnect_failed(self)
+                except Exception:
+                    logger.exception("%s: error in reconnect_failed", self._name)
         with self._lock:
             w = None if retry else self._core.fail_waiter()
             if w is not None:
@@ -613,6 +726,8 @@ class BasePool(Generic[C]):
             if dead:
                 core.evict(dead)
         if dead:
+            with self._lock:
+                self._counters["dead_idle_closed"] += len(dead)
             logger.info("%s: closing %d idle connection(s) found dead", self._name, len(dead))
         self._close_doomed()
 
@@ -800,12 +915,7 @@ class Pool(BasePool[psycopg.Connection[Any]]):
         fail with "cached plan must not change result type".
         """
         self._driver.epoch += 1  # type: ignore[attr-defined]
-        now = monotonic()
-        idle = []
-        with self._lock:
-            while (e := self._core.acquire(now)) is not None:
-                idle.append(e)
-        for e in idle:
+        for e in self._take_idle():
             self._put(e)  # the reset sees the new epoch and deallocates
         if self._doomed:
             self._close_doomed()
