@@ -312,7 +312,9 @@ def test_drain(core_mod: ModuleType) -> None:
     connect(core, 0.0, "b")
     held = core.acquire(1.0)
     assert core.drain(2.0) == 1 and core.idle == 0
-    assert core.release(held, 3.0) is None and len(core.doomed) == 2, "in use before the drain: closed on return"
+    assert core.release(held, 3.0) is None and len(core.doomed) == 2, (
+        "in use before the drain: closed on return"
+    )
     assert core.plan_connects() == 2
     w = core_mod.Waiter()
     core.enqueue(w, 3.0)

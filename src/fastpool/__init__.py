@@ -13,6 +13,7 @@ from ._impl import IMPLEMENTATION
 from ._meta import ConnectionMetadata
 from ._options import PoolOptions
 from ._pool import BasePool, Pool, PooledConnection, ResourcePool
+from ._psycopg_pool import ConnectionPool
 from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
 from .recycle import Recycle
 from .resource import BaseResource, Resource
@@ -22,6 +23,7 @@ __all__ = [
     "BasePool",
     "BaseResource",
     "ConnectionMetadata",
+    "ConnectionPool",
     "Error",
     "Pool",
     "PoolClosed",

@@ -131,6 +131,7 @@ class BasePool(Generic[C]):
                 "dead_idle_closed",
                 "wait_ms",
                 "connect_ms",
+                "usage_ms",
             ),
             0,
         )
