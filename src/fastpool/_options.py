@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._pool import Hook, Pool, ResourcePool
+from ._base import Hook
+from ._pool import Pool, ResourcePool
 from ._validate import check_options
 
 __all__ = ["PoolOptions"]

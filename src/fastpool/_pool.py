@@ -10,7 +10,6 @@ waiter (or idled if that waiter gave up meanwhile).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import warnings
@@ -20,15 +19,15 @@ from contextlib import contextmanager
 from functools import partial
 from time import monotonic, sleep
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict
 
 import psycopg
 
-from . import _impl
+from ._base import C, Hook, PoolBase
 from ._maintenance import Maintenance
 from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import PsycopgDriver
-from ._validate import check_count, check_duration, check_options, check_sizes
+from ._validate import check_duration, check_sizes
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
 from .recycle import Recycle
 from .resource import Driver, ResourceDriver
@@ -40,108 +39,22 @@ __all__ = ["BasePool", "Pool", "PoolSettings", "PooledConnection", "ResourcePool
 
 logger = logging.getLogger("fastpool")
 
-C = TypeVar("C")
-Hook = Callable[[Any, ConnectionMetadata], Any]
-
-_BACKOFF_INITIAL = 0.01
-_BACKOFF_MAX = 1.0
-_names = itertools.count(1)
 _allocate_lock = threading.Lock
 
 
-class BasePool(Generic[C]):
+class BasePool(PoolBase[C]):
     """Everything the threaded pools share; see :class:`Pool` for the options."""
 
     def __init__(
         self,
         make_driver: Callable[[float], Driver],
         *,
-        min_size: int = 0,
-        max_size: int = 10,
-        acquire_timeout: float = 30.0,
-        max_lifetime: float | None = 1800.0,
-        idle_timeout: float | None = 600.0,
-        test_before_acquire: bool = True,
-        verify_after: float = 1.0,
-        after_connect: Hook | None = None,
-        before_acquire: Hook | None = None,
-        after_release: Hook | None = None,
-        queue_mode: Literal["lifo", "fifo"] = "lifo",
-        max_waiting: int = 0,
-        num_workers: int = 3,
         open: bool = True,
-        name: str | None = None,
         start: bool = True,
+        **options: Any,
     ) -> None:
-        self._closed = True  # until started: __del__/close stay harmless
-        self._acquire_timeout = check_options(
-            min_size=min_size,
-            max_size=max_size,
-            acquire_timeout=acquire_timeout,
-            max_lifetime=max_lifetime,
-            idle_timeout=idle_timeout,
-            verify_after=verify_after,
-            after_connect=after_connect,
-            before_acquire=before_acquire,
-            after_release=after_release,
-            queue_mode=queue_mode,
-            max_waiting=max_waiting,
-        )
-        check_count("num_workers", num_workers, 1)
-        self._name = str(name) if name is not None else f"pool-{next(_names)}"
-        self._driver = driver = make_driver(self._acquire_timeout)
-        driver.pool = weakref.ref(self)
-        self._test_before_acquire = bool(test_before_acquire)
-        self._after_connect = after_connect
-        self._before_acquire = before_acquire
-        self._after_release = after_release
-        self._lock = threading.Lock()
-        core_mod = _impl.core
-        self._waiter_cls = core_mod.Waiter
-        self._core = core_mod.PoolCore(
-            max_size,
-            min_size,
-            max_lifetime,
-            idle_timeout,
-            verify_after,
-            queue_mode == "lifo",
-            max_waiting,
-            id(self) ^ int(monotonic() * 1e9),
-        )
-        self._doomed = self._core.doomed
-        self._has_reset = driver.has_reset
-        self._has_finish = driver.has_finish
-        self._has_needs_check = driver.has_needs_check
-        # _admit must run for every hand-out from idle when a probe, a hook or
-        # VERIFIED exists; otherwise only when the core's gate says a check is due
-        self._check_always = driver.always_check
-        self._admit_always = self._has_needs_check or self._check_always or before_acquire is not None
-        self._lent: dict[int, Any] = {}
-        self._backoff = _BACKOFF_INITIAL
-        self._last_error: BaseException | None = None
-        self._last_error_at = 0.0
-        self._counters = dict.fromkeys(
-            (
-                "timeouts",
-                "health_checks",
-                "health_check_failures",
-                "before_acquire_rejections",
-                "after_release_rejections",
-                "returns_bad",
-                "dead_idle_closed",
-                "wait_ms",
-                "connect_ms",
-                "usage_ms",
-            ),
-            0,
-        )
-        self._maint = Maintenance(self._name, num_workers)
-        reap_every = [t for t in (idle_timeout, max_lifetime) if t is not None]
-        self._reap_interval = max(0.5, min(reap_every) / 2) if reap_every else None
-        self._reconnect_timeout: float | None = None
-        self._reconnect_failed: Callable[[Any], None] | None = None
-        self._failing_since: float | None = None
-        self._opened = False
+        super().__init__(make_driver, threading.Lock(), **options)
+        self._maint = Maintenance(self._name, self._num_workers)
         if start:
             self._start(eager=open)
 
@@ -164,26 +77,6 @@ class BasePool(Generic[C]):
             self._open_eager()
 
     # -- public API ----------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The pool's name (for logs and reprs)."""
-        return self._name
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
-    @property
-    def max_size(self) -> int:
-        """The most connections the pool will hold at once."""
-        return int(self._core.max_size)
-
-    @property
-    def min_size(self) -> int:
-        """The number of connections the pool keeps open."""
-        return int(self._core.min_size)
 
     def connection(self, timeout: float | None = None) -> _Borrow[C]:
         """Borrow a connection for a ``with`` block.
@@ -295,24 +188,6 @@ class BasePool(Generic[C]):
         if self._doomed:
             self._close_doomed()
 
-    def stats(self) -> dict[str, Any]:
-        """Return a snapshot of gauges and counters (a new dict each call).
-
-        Gauges: ``size`` (idle + in use + connecting, never above
-        ``max_size``), ``idle``, ``in_use``, ``connecting``, ``waiting``.
-        Counters: ``hits`` (served from idle without waiting), ``waits``,
-        ``handoffs``, ``connects``, ``connect_failures``, ``expired``,
-        ``discarded``, ``returns``, ``timeouts``, ``health_checks``... and
-        ``requests`` (hits + waits).
-        """
-        with self._lock:
-            s: dict[str, Any] = self._core.stats()
-            s.update(self._counters)
-        s["requests"] = s["hits"] + s["waits"]
-        s["name"] = self._name
-        s["closed"] = self._closed
-        return s
-
     def close(self, timeout: float = 5.0) -> None:
         """Close the pool; idempotent.
 
@@ -350,10 +225,6 @@ class BasePool(Generic[C]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"size={self._core.size}"
-        return f"<fastpool.{type(self).__qualname__} {self._name!r} {state} at 0x{id(self):x}>"
 
     # -- acquire -------------------------------------------------------------------
 
@@ -416,20 +287,6 @@ class BasePool(Generic[C]):
                     f"couldn't get a connection after {timeout:.3g} s: timed out checking connections"
                 ) from self._last_error
 
-    def _take_idle(self) -> list[Any]:
-        """Check out every idle connection (expired ones are closed on the way)."""
-        now = monotonic()
-        taken = []
-        with self._lock:
-            while (e := self._core.acquire(now)) is not None:
-                taken.append(e)
-        return taken
-
-    def _closed_error(self) -> PoolClosed:
-        if not self._opened:
-            return PoolClosed(f"the pool {self._name!r} is not open yet")
-        return PoolClosed(f"the pool {self._name!r} is already closed")
-
     def _wait(self, w: Any, now: float, deadline: float, timeout: float) -> Any:
         core = self._core
         try:
@@ -457,20 +314,6 @@ class BasePool(Generic[C]):
         if w.error is not None:
             raise w.error
         raise self._timeout_error(timeout, now)
-
-    def _timeout_error(self, timeout: float, started: float) -> PoolTimeout:
-        core = self._core
-        cause = self._last_error if self._last_error_at >= started - timeout else None
-        if cause is not None or (core.connecting and core.in_use < core.max_size):
-            phase = f"connecting to {self._driver.describe()}"
-            if cause is not None:
-                first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-                phase += f" (last error: {self._driver.redact(first)})"
-        else:
-            phase = f"waiting for a connection (max_size={core.max_size}, in use={core.in_use})"
-        err = PoolTimeout(f"couldn't get a connection after {timeout:.3g} s: timed out {phase}")
-        err.__cause__ = cause
-        return err
 
     def _admit(self, e: Any, now: float) -> bool:
         """Run the acquire-time gates on an entry popped from idle; False = discarded."""
@@ -641,54 +484,19 @@ class BasePool(Generic[C]):
             self._close_conn(conn)
             self._connect_failed(exc, False)
             return
-        done = monotonic()
-        with self._lock:
-            w = self._core.connect_done(conn, done, data)
-            self._backoff = _BACKOFF_INITIAL
-            self._failing_since = None
-            self._counters["connect_ms"] += int((done - started) * 1000)
+        w = self._note_connect_done(conn, data, started)
         if w is not None:
             w.handle.release()
         if self._doomed:
             self._close_doomed()
 
     def _connect_failed(self, exc: BaseException, retry: bool) -> None:
-        now = monotonic()
-        self._last_error, self._last_error_at = exc, now
-        msg = self._driver.redact(str(exc).strip())
-        gave_up = False
-        with self._lock:
-            if self._failing_since is None:
-                self._failing_since = now
-            elif self._reconnect_timeout is not None and now - self._failing_since > self._reconnect_timeout:
-                self._failing_since = None  # a new streak starts; we keep trying with backoff
-                gave_up = True
-        if gave_up:
-            logger.warning(
-                "%s: connecting to %s has failed for more than %s s",
-                self._name,
-                self._driver.describe(),
-                self._reconnect_timeout,
-            )
-            if self._reconnect_failed is not None:
-                try:
-                    self._reconnect_failed(self)
-                except Exception:
-                    logger.exception("%s: error in reconnect_failed", self._name)
-        with self._lock:
-            w = None if retry else self._core.fail_waiter()
-            if w is not None:
-                w.error = exc
-            n = self._core.connect_failed()
-            delay = self._backoff
-            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
-        logger.info(
-            "%s: connecting to %s failed (%s): %s",
-            self._name,
-            self._driver.describe(),
-            "will retry" if retry else "not retryable",
-            msg,
-        )
+        w, n, delay, gave_up = self._note_connect_failure(exc, retry)
+        if gave_up and self._reconnect_failed is not None:
+            try:
+                self._reconnect_failed(self)
+            except Exception:
+                logger.exception("%s: error in reconnect_failed", self._name)
         if w is not None:
             w.handle.release()
         if n:
@@ -707,29 +515,14 @@ class BasePool(Generic[C]):
                 self._put_raw(e)
             self.close(0)
             if isinstance(exc, PoolTimeout):
-                cause = exc.__cause__
-                detail = f": {self._driver.redact(str(cause).strip())}" if cause is not None else ""
-                raise PoolTimeout(
-                    f"{self._name}: could not open {want} connection(s) to {self._driver.describe()} "
-                    f"within acquire_timeout={self._acquire_timeout:.3g} s{detail}"
-                ) from cause
+                raise self._eager_open_error(exc, want) from exc.__cause__
             raise
         for e in held:
             self._put_raw(e)
 
     def _reap(self) -> None:
         """Reaper tick: close expired idle connections and dead ones, then top up."""
-        probe = self._driver.idle_dead
-        with self._lock:
-            core = self._core
-            core.reap(monotonic())
-            dead = [e for e in core.idle_entries() if probe(e)]
-            if dead:
-                core.evict(dead)
-        if dead:
-            with self._lock:
-                self._counters["dead_idle_closed"] += len(dead)
-            logger.info("%s: closing %d idle connection(s) found dead", self._name, len(dead))
+        self._mark_reapable()
         self._close_doomed()
 
 
