@@ -28,7 +28,7 @@ from . import _impl
 from .recycle import Recycle
 from .resource import Driver
 
-__all__ = ["PsycopgDriver"]
+__all__ = ["AsyncPsycopgDriver", "PsycopgDriver", "arun_autocommit", "run_autocommit"]
 
 logger = logging.getLogger("fastpool")
 
@@ -79,26 +79,51 @@ class _State:
         self.notify_handlers = list(conn._notify_handlers)
         self.epoch = epoch
 
-    def restore(self, conn: Any) -> None:
-        """Put back what changed; the connection is IDLE, so nothing goes to the server."""
-        if conn._autocommit != self.autocommit:
-            conn.autocommit = self.autocommit
-        if conn._isolation_level != self.isolation_level:
-            conn.isolation_level = self.isolation_level
-        if conn._read_only != self.read_only:
-            conn.read_only = self.read_only
-        if conn._deferrable != self.deferrable:
-            conn.deferrable = self.deferrable
+    def changes(self, conn: Any) -> list[tuple[str, Any]] | None:
+        """Return the settings to put back, as (attribute, value), or None if none changed.
+
+        Handlers are put back here directly; the connection is IDLE, so
+        nothing of this goes to the server.
+        """
+        out: list[tuple[str, Any]] | None = None
+        for name, now, then in (
+            ("autocommit", conn._autocommit, self.autocommit),
+            ("isolation_level", conn._isolation_level, self.isolation_level),
+            ("read_only", conn._read_only, self.read_only),
+            ("deferrable", conn._deferrable, self.deferrable),
+            ("prepare_threshold", conn._prepared.prepare_threshold, self.prepare_threshold),
+        ):
+            if now != then:
+                out = out or []
+                out.append((name, then))
         if conn.row_factory is not self.row_factory:
-            conn.row_factory = self.row_factory
+            out = out or []
+            out.append(("row_factory", self.row_factory))
         if conn.cursor_factory is not self.cursor_factory:
-            conn.cursor_factory = self.cursor_factory
-        if conn._prepared.prepare_threshold != self.prepare_threshold:
-            conn.prepare_threshold = self.prepare_threshold
+            out = out or []
+            out.append(("cursor_factory", self.cursor_factory))
         if conn._notice_handlers != self.notice_handlers:
             conn._notice_handlers[:] = self.notice_handlers
         if conn._notify_handlers != self.notify_handlers:
             conn._notify_handlers[:] = self.notify_handlers
+        return out
+
+
+async def arun_autocommit(conn: Any, sql: str) -> None:
+    """:func:`run_autocommit` for an ``AsyncConnection``."""
+    if conn._autocommit:
+        await conn.execute(sql, prepare=False)
+        return
+    await conn.set_autocommit(True)
+    try:
+        await conn.execute(sql, prepare=False)
+    finally:
+        if not conn.closed:
+            await conn.set_autocommit(False)
+
+
+# settings that an AsyncConnection changes through an awaitable set_<name>()
+ASYNC_SETTERS = frozenset({"autocommit", "isolation_level", "read_only", "deferrable"})
 
 
 def run_autocommit(conn: Any, sql: str) -> None:
@@ -118,8 +143,8 @@ def run_autocommit(conn: Any, sql: str) -> None:
             conn.autocommit = False
 
 
-class PsycopgDriver(Driver):
-    """Opens ``psycopg.Connection`` objects for the pools (internal).
+class PsycopgCommon(Driver):
+    """What the sync and async psycopg drivers share: no I/O here (internal).
 
     ``close_returns`` and ``putconn`` make the driver the object psycopg finds
     in ``conn._pool``: ``with conn:`` inside a borrow then commits without
@@ -134,7 +159,7 @@ class PsycopgDriver(Driver):
         self,
         conninfo: str = "",
         kwargs: dict[str, Any] | None = None,
-        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+        connection_class: Any = psycopg.Connection,
         recycle: Recycle = Recycle.FAST,
         default_connect_timeout: float | None = None,
     ) -> None:
@@ -175,31 +200,10 @@ class PsycopgDriver(Driver):
             text = text.replace(conninfo[i:], "***")
         return text
 
-    # -- Driver ------------------------------------------------------------------
-
-    def connect(self) -> Any:
-        conn = self.connection_class.connect(self.conninfo, **self.kwargs)
-        conn._pool = self  # type: ignore[assignment]  # psycopg only needs close_returns/putconn
-        return conn
+    # -- shared, I/O-free -------------------------------------------------------
 
     def snapshot(self, conn: Any) -> Any:
         return _State(conn, self.epoch)
-
-    def putconn(self, conn: Any) -> None:
-        """What psycopg calls from ``conn.close()`` when ``close_returns`` is set."""
-        pool = self.pool() if self.pool is not None else None
-        if pool is None:
-            conn._pool = None
-            conn.close()
-        else:
-            pool.putconn(conn)
-
-    def close(self, conn: Any) -> None:
-        try:
-            conn._pool = None  # a real close, even with close_returns
-            conn.close()
-        except Exception as exc:  # pragma: no cover - close is best effort
-            logger.debug("error closing a connection: %s", self.redact(str(exc)))
 
     def needs_check(self, entry: Any, now: float) -> bool:
         pgconn = entry.conn.pgconn
@@ -215,48 +219,6 @@ class PsycopgDriver(Driver):
         # a FATAL before EOF (terminated backend, restart) or a stray NOTIFY /
         # NOTICE, which would leak to the next borrower anyway.
         return self.needs_check(entry, 0.0)
-
-    def check(self, conn: Any) -> None:
-        if conn.closed:
-            raise psycopg.OperationalError("connection is closed")
-        run_autocommit(conn, "")
-
-    def reset(self, entry: Any) -> bool:
-        conn = entry.conn
-        pgconn = conn.pgconn
-        if pgconn.status != _OK:
-            return False
-        ts = pgconn.transaction_status
-        if ts == _IDLE:
-            pass
-        elif ts in (_INTRANS, _INERROR):
-            conn.rollback()
-        else:  # ACTIVE or UNKNOWN: state unknown, R1
-            return False
-        st = entry.data
-        if st is not None:
-            st.restore(conn)
-            if st.epoch != self.epoch:  # clear_prepared() was called since
-                run_autocommit(conn, "DEALLOCATE ALL")
-                st.epoch = self.epoch
-        sql = self._recycle_sql
-        if sql is not None:
-            run_autocommit(conn, sql)
-            if self._clean:  # UNLISTEN * does not drop what psycopg already received
-                backlog = conn._notifies_backlog
-                if backlog:
-                    backlog.clear()
-        return True
-
-    def finish(self, conn: Any, ok: bool) -> None:
-        pgconn = conn.pgconn
-        if pgconn.status != _OK:
-            return
-        ts = pgconn.transaction_status
-        if ts == _INTRANS and ok:
-            conn.commit()
-        elif ts in (_INTRANS, _INERROR):
-            conn.rollback()
 
     def retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, OSError):
@@ -280,3 +242,152 @@ class PsycopgDriver(Driver):
         for s in self._secrets:
             text = text.replace(s, "***")
         return text
+
+    def _begin_reset(self, entry: Any) -> int:
+        """Classify a returned connection: 0 discard it, 1 it is idle, 2 roll it back."""
+        pgconn = entry.conn.pgconn
+        if pgconn.status != _OK:
+            return 0
+        ts = pgconn.transaction_status
+        if ts == _IDLE:
+            return 1
+        if ts in (_INTRANS, _INERROR):
+            return 2
+        return 0  # ACTIVE or UNKNOWN: state unknown, R1
+
+    def _needs_deallocate(self, st: Any) -> bool:
+        if st is not None and st.epoch != self.epoch:  # clear_prepared() was called since
+            st.epoch = self.epoch
+            return True
+        return False
+
+    def _drop_backlog(self, conn: Any) -> None:
+        if self._clean:  # UNLISTEN * does not drop what psycopg already received
+            backlog = conn._notifies_backlog
+            if backlog:
+                backlog.clear()
+
+    def _finish_action(self, conn: Any, ok: bool) -> int:
+        """What the end of ``connection()`` must do: 0 nothing, 1 commit, 2 roll back."""
+        pgconn = conn.pgconn
+        if pgconn.status != _OK:
+            return 0
+        ts = pgconn.transaction_status
+        if ts == _INTRANS and ok:
+            return 1
+        if ts in (_INTRANS, _INERROR):
+            return 2
+        return 0
+
+
+class PsycopgDriver(PsycopgCommon):
+    """Opens ``psycopg.Connection`` objects for the threaded pools (internal)."""
+
+    def connect(self) -> Any:
+        conn = self.connection_class.connect(self.conninfo, **self.kwargs)
+        conn._pool = self  # psycopg only needs close_returns/putconn
+        return conn
+
+    def putconn(self, conn: Any) -> None:
+        """What psycopg calls from ``conn.close()`` when ``close_returns`` is set."""
+        pool = self.pool() if self.pool is not None else None
+        if pool is None:
+            conn._pool = None
+            conn.close()
+        else:
+            pool.putconn(conn)
+
+    def close(self, conn: Any) -> None:
+        try:
+            conn._pool = None  # a real close, even with close_returns
+            conn.close()
+        except Exception as exc:  # pragma: no cover - close is best effort
+            logger.debug("error closing a connection: %s", self.redact(str(exc)))
+
+    def check(self, conn: Any) -> None:
+        if conn.closed:
+            raise psycopg.OperationalError("connection is closed")
+        run_autocommit(conn, "")
+
+    def reset(self, entry: Any) -> bool:
+        conn = entry.conn
+        action = self._begin_reset(entry)
+        if action == 0:
+            return False
+        if action == 2:
+            conn.rollback()
+        st = entry.data
+        if st is not None:
+            for name, value in st.changes(conn) or ():
+                setattr(conn, name, value)
+        if self._needs_deallocate(st):
+            run_autocommit(conn, "DEALLOCATE ALL")
+        sql = self._recycle_sql
+        if sql is not None:
+            run_autocommit(conn, sql)
+            self._drop_backlog(conn)
+        return True
+
+    def finish(self, conn: Any, ok: bool) -> None:
+        action = self._finish_action(conn, ok)
+        if action == 1:
+            conn.commit()
+        elif action == 2:
+            conn.rollback()
+
+
+class AsyncPsycopgDriver(PsycopgCommon):
+    """Opens ``psycopg.AsyncConnection`` objects for the asyncio pools (internal).
+
+    Same behaviour as :class:`PsycopgDriver`, with the I/O awaited.
+    """
+
+    async def connect(self) -> Any:
+        conn = await self.connection_class.connect(self.conninfo, **self.kwargs)
+        conn._pool = self
+        return conn
+
+    def putconn(self, conn: Any) -> None:
+        """``close_returns`` is not supported on the asyncio pools: close for real."""
+        conn._pool = None
+
+    async def close(self, conn: Any) -> None:  # type: ignore[override]
+        try:
+            conn._pool = None
+            await conn.close()
+        except Exception as exc:  # pragma: no cover - close is best effort
+            logger.debug("error closing a connection: %s", self.redact(str(exc)))
+
+    async def check(self, conn: Any) -> None:  # type: ignore[override]
+        if conn.closed:
+            raise psycopg.OperationalError("connection is closed")
+        await arun_autocommit(conn, "")
+
+    async def reset(self, entry: Any) -> bool:  # type: ignore[override]
+        conn = entry.conn
+        action = self._begin_reset(entry)
+        if action == 0:
+            return False
+        if action == 2:
+            await conn.rollback()
+        st = entry.data
+        if st is not None:
+            for name, value in st.changes(conn) or ():
+                if name in ASYNC_SETTERS:
+                    await getattr(conn, f"set_{name}")(value)
+                else:
+                    setattr(conn, name, value)
+        if self._needs_deallocate(st):
+            await arun_autocommit(conn, "DEALLOCATE ALL")
+        sql = self._recycle_sql
+        if sql is not None:
+            await arun_autocommit(conn, sql)
+            self._drop_backlog(conn)
+        return True
+
+    async def finish(self, conn: Any, ok: bool) -> None:  # type: ignore[override]
+        action = self._finish_action(conn, ok)
+        if action == 1:
+            await conn.commit()
+        elif action == 2:
+            await conn.rollback()
