@@ -9,6 +9,7 @@ not built or ``FASTPOOL_NO_EXTENSIONS=1`` is set, in its pure-Python twin
 
 from __future__ import annotations
 
+from ._apool import AsyncBasePool, AsyncPool, AsyncPooledConnection, AsyncResourcePool
 from ._impl import IMPLEMENTATION
 from ._meta import ConnectionMetadata
 from ._options import PoolOptions
@@ -16,10 +17,15 @@ from ._pool import BasePool, Pool, PooledConnection, ResourcePool
 from ._psycopg_pool import ConnectionPool
 from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
 from .recycle import Recycle
-from .resource import BaseResource, Resource
+from .resource import AsyncResource, BaseResource, Resource
 
 __all__ = [
     "IMPLEMENTATION",
+    "AsyncBasePool",
+    "AsyncPool",
+    "AsyncPooledConnection",
+    "AsyncResource",
+    "AsyncResourcePool",
     "BasePool",
     "BaseResource",
     "ConnectionMetadata",

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from ._meta import ConnectionMetadata
 
-__all__ = ["BaseResource", "Resource"]
+__all__ = ["AsyncResource", "BaseResource", "Resource"]
 
 Ctx = TypeVar("Ctx", contravariant=True)
 R = TypeVar("R")
@@ -49,8 +49,33 @@ class Resource(Protocol[Ctx]):
         ...
 
 
+@runtime_checkable
+class AsyncResource(Protocol[Ctx]):
+    """:class:`Resource` for the asyncio pools: ``create``, ``health_check`` and ``close`` are async.
+
+    ``needs_health_check`` stays synchronous: it must be cheap and do no I/O.
+    """
+
+    @classmethod
+    async def create(cls, ctx: Ctx) -> Any:
+        """Open and return a new resource; raise on failure (``OSError`` is retried)."""
+        ...
+
+    def needs_health_check(self, ctx: Ctx, meta: ConnectionMetadata) -> bool:
+        """Say, cheaply and without I/O, whether ``health_check`` must run now."""
+        ...
+
+    async def health_check(self, ctx: Ctx) -> None:
+        """Check the resource; raise any exception to have it closed and replaced."""
+        ...
+
+    async def close(self) -> None:
+        """Release the resource; called once, when the pool drops it."""
+        ...
+
+
 class BaseResource(Generic[R]):
-    """Convenience base: no health check needed, nothing to close.
+    """Convenience base: no health check needed, nothing to close (sync or async pools).
 
     Subclasses override what they need; the pool skips the call to
     ``needs_health_check`` altogether when it is not overridden.
@@ -160,3 +185,22 @@ class ResourceDriver(Driver):
 
     def describe(self) -> str:
         return getattr(self.resource_cls, "__qualname__", "resource")
+
+
+class AsyncResourceDriver(ResourceDriver):
+    """Adapts an :class:`AsyncResource` class and its context to the asyncio pools."""
+
+    async def connect(self) -> Any:
+        return await self.resource_cls.create(self.ctx)
+
+    async def close(self, conn: Any) -> None:  # type: ignore[override]
+        close = getattr(conn, "close", None)
+        if close is not None:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
+
+    async def check(self, conn: Any) -> None:  # type: ignore[override]
+        result = conn.health_check(self.ctx)
+        if hasattr(result, "__await__"):
+            await result
