@@ -522,3 +522,22 @@ def test_async_pool_is_a_psycopg_async_connection_pool(twin: str) -> None:
     assert issubclass(fastpool.PoolTimeout, psycopg.OperationalError)
     pool = AsyncPool("host=127.0.0.1 dbname=test user=postgres", max_size=2)
     assert "size=" in repr(pool) or "closed" in repr(pool)
+
+
+@pytest.mark.db
+@pytest.mark.asyncio
+async def test_pool_options_async(twin: str, dsn: str, app_name: str, admin: Any) -> None:
+    opts = fastpool.PoolOptions(max_connections=3, min_connections=2, acquire_timeout=5)
+    pool = await opts.aconnect(dsn, kwargs={"application_name": app_name})
+    try:
+        assert len(backends(admin, app_name)) == 2
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT 1")
+            assert await cur.fetchone() == (1,)
+    finally:
+        await pool.close()
+    lazy = opts.aconnect_lazy(dsn, kwargs={"application_name": app_name})
+    assert lazy.stats()["size"] == 0
+    async with lazy.connection() as conn:
+        await conn.execute("SELECT 1")
+    await lazy.close()

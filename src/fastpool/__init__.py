@@ -14,7 +14,7 @@ from ._impl import IMPLEMENTATION
 from ._meta import ConnectionMetadata
 from ._options import PoolOptions
 from ._pool import BasePool, Pool, PooledConnection, ResourcePool
-from ._psycopg_pool import ConnectionPool
+from ._psycopg_pool import AsyncConnectionPool, ConnectionPool
 from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
 from .recycle import Recycle
 from .resource import AsyncResource, BaseResource, Resource
@@ -22,6 +22,7 @@ from .resource import AsyncResource, BaseResource, Resource
 __all__ = [
     "IMPLEMENTATION",
     "AsyncBasePool",
+    "AsyncConnectionPool",
     "AsyncPool",
     "AsyncPooledConnection",
     "AsyncResource",

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._apool import AsyncPool
 from ._base import Hook
 from ._pool import Pool, ResourcePool
 from ._validate import check_options
@@ -88,3 +89,11 @@ class PoolOptions:
     ) -> ResourcePool[Any]:
         """Build a :class:`ResourcePool` of ``resource_cls`` (eager unless ``lazy``)."""
         return ResourcePool(resource_cls, ctx, open=not lazy, **self._pool_kwargs(), **extra)
+
+    async def aconnect(self, conninfo: str = "", **extra: Any) -> AsyncPool:
+        """Build an :class:`AsyncPool` and open ``max(1, min_connections)`` connections now."""
+        return await AsyncPool.connect(conninfo, **self._pool_kwargs(), **extra)
+
+    def aconnect_lazy(self, conninfo: str = "", **extra: Any) -> AsyncPool:
+        """Build an :class:`AsyncPool` that starts on the loop of its first use."""
+        return AsyncPool.connect_lazy(conninfo, **self._pool_kwargs(), **extra)

@@ -1,4 +1,4 @@
-"""``fastpool.ConnectionPool``: psycopg_pool's ``ConnectionPool`` surface on fastpool.
+"""``fastpool.ConnectionPool`` and ``AsyncConnectionPool``: psycopg_pool's surface on fastpool.
 
 Switching is one import line: ``from fastpool import ConnectionPool`` (and
 ``PoolTimeout``, ``PoolClosed``, ``TooManyRequests``, which subclass
@@ -27,12 +27,13 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from ._apool import AsyncBasePool, _AsyncBorrow, _maybe_await
 from ._meta import ConnectionMetadata
 from ._pool import BasePool, _Borrow
-from ._psycopg import PsycopgDriver, run_autocommit
+from ._psycopg import AsyncPsycopgDriver, PsycopgDriver, arun_autocommit, run_autocommit
 from .recycle import Recycle
 
-__all__ = ["ConnectionPool"]
+__all__ = ["AsyncConnectionPool", "ConnectionPool"]
 
 logger = logging.getLogger("fastpool")
 
@@ -64,52 +65,60 @@ class _TimedBorrow(_Borrow[Any]):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        pool = self._pool
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
-            ms = int((monotonic() - self._t0) * 1000)
-            with pool._lock:
-                pool._counters["usage_ms"] += ms
+            self._pool._counters["usage_ms"] += int((monotonic() - self._t0) * 1000)
 
 
-class ConnectionPool(BasePool[Any]):
-    """A psycopg_pool-compatible pool of psycopg connections.
+class _ATimedBorrow(_AsyncBorrow[Any]):
+    """``connection()`` of :class:`AsyncConnectionPool`: also counts ``usage_ms``."""
 
-    ``ConnectionPool(conninfo, min_size=4, max_size=None, ...)`` with
-    psycopg_pool's parameters: ``kwargs``, ``connection_class``, ``open``
-    (None or True: open now, connecting in the background; False: call
-    :meth:`open` or use ``with``), ``configure(conn)``, ``check(conn)`` (run
-    before an idle connection is handed out; raise to reject it), ``reset(conn)``
-    (run when a connection comes back; it must leave it idle), ``name``,
-    ``close_returns``, ``timeout``, ``max_waiting``, ``max_lifetime``,
-    ``max_idle``, ``reconnect_timeout``, ``reconnect_failed(pool)``,
-    ``num_workers``.
-    """
+    __slots__ = ("_t0",)
 
-    def __init__(
-        self,
-        conninfo: str = "",
-        *,
-        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
-        kwargs: dict[str, Any] | None = None,
-        min_size: int = 4,
-        max_size: int | None = None,
-        open: bool | None = None,
-        configure: Callable[[Any], None] | None = None,
-        check: Callable[[Any], None] | None = None,
-        reset: Callable[[Any], None] | None = None,
-        name: str | None = None,
-        close_returns: bool = False,
-        timeout: float = 30.0,
-        max_waiting: int = 0,
-        max_lifetime: float = 3600.0,
-        max_idle: float = 600.0,
-        reconnect_timeout: float = 300.0,
-        reconnect_failed: Callable[[ConnectionPool], None] | None = None,
-        num_workers: int = 3,
-        recycle: Recycle = Recycle.FAST,
+    async def __aenter__(self) -> Any:
+        conn = await super().__aenter__()
+        self._t0 = monotonic()
+        return conn
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            self._pool._counters["usage_ms"] += int((monotonic() - self._t0) * 1000)
+
+
+def _not_idle(conn: Any) -> str | None:
+    """The transaction status name if ``conn`` is not idle, else None."""
+    status = conn.pgconn.transaction_status
+    return None if status == _IDLE else pq.TransactionStatus(status).name
+
+
+class _Compat:
+    """The psycopg_pool surface shared by the sync and async classes: options and stats."""
+
+    _counters: dict[str, int]
+    _reconnect_timeout: float | None
+    _reconnect_failed: Any
+    _core: Any
+    _driver: Any
+    _lock: Any
+
+    def _compat_options(
+        self,
+        conninfo: str,
+        connection_class: Any,
+        kwargs: dict[str, Any] | None,
+        min_size: int,
+        max_size: int | None,
+        configure: Any,
+        check: Any,
+        reset: Any,
+        reconnect_failed: Any,
+    ) -> int:
+        """Check psycopg_pool's parameters (its messages); return the effective ``max_size``."""
         if isinstance(min_size, int) and min_size < 0:
             raise ValueError("min_size cannot be negative")
         if max_size is not None and isinstance(max_size, int) and max_size < min_size:
@@ -125,25 +134,21 @@ class ConnectionPool(BasePool[Any]):
         self._configure = configure
         self._check_cb = check
         self._reset_cb = reset
-        super().__init__(
-            partial(PsycopgDriver, conninfo, kwargs, connection_class, recycle),
-            min_size=min_size,
-            max_size=min_size if max_size is None else max_size,
-            acquire_timeout=timeout,
-            max_lifetime=max_lifetime,
-            idle_timeout=max_idle,
-            test_before_acquire=False,  # psycopg_pool does not ping; check= does
-            after_connect=self._after_connect_cb if configure is not None else None,
-            before_acquire=self._before_acquire_cb if check is not None else None,
-            after_release=self._after_release_cb if reset is not None else None,
-            max_waiting=max_waiting,
-            num_workers=num_workers,
-            open=False,
-            name=name,
-            start=False,
-        )
-        self._driver.close_returns = bool(close_returns)  # type: ignore[attr-defined]
-        self._reconnect_timeout = float(reconnect_timeout)
+        return min_size if max_size is None else max_size
+
+    def _compat_attrs(
+        self,
+        close_returns: bool,
+        timeout: float,
+        max_waiting: int,
+        max_lifetime: float,
+        max_idle: float,
+        reconnect_timeout: float,
+        reconnect_failed: Any,
+        num_workers: int,
+    ) -> None:
+        self._driver.close_returns = bool(close_returns)
+        self._reconnect_timeout = float(reconnect_timeout)  # PoolBase's, set for psycopg_pool
         self._reconnect_failed = reconnect_failed
         self.timeout = float(timeout)
         self.max_waiting = max_waiting
@@ -152,37 +157,19 @@ class ConnectionPool(BasePool[Any]):
         self.reconnect_timeout = float(reconnect_timeout)
         self.num_workers = num_workers
         self._baseline: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-        if open is None or open:
-            self._start(eager=False)
 
-    # -- psycopg_pool surface ----------------------------------------------------------
+    def _reset_left_idle(self, conn: Any) -> bool:
+        """After the ``reset`` callback: True if it left ``conn`` idle, else log and say discard."""
+        if (status := _not_idle(conn)) is not None:
+            msg = "connection left in status %s by reset function %s: discarded"
+            logger.warning(msg, status, self._reset_cb)
+            return False
+        return True
 
     @property
     def close_returns(self) -> bool:
         """If true, ``conn.close()`` on a borrowed connection returns it to the pool."""
-        return bool(self._driver.close_returns)  # type: ignore[attr-defined]
-
-    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
-        """Open the pool (connections are made in the background); idempotent.
-
-        With ``wait=True``, wait up to ``timeout`` for ``min_size``
-        connections (see :meth:`wait`).  A closed pool cannot be reopened.
-        """
-        self._start(eager=False)
-        if wait:
-            self.wait(timeout)
-
-    def connection(self, timeout: float | None = None) -> _TimedBorrow:
-        """Borrow a connection for a ``with`` block: commit on success, roll back on error."""
-        return _TimedBorrow(self, timeout)
-
-    @staticmethod
-    def check_connection(conn: psycopg.Connection[Any]) -> None:
-        """Check ``conn`` with an empty query in autocommit; raise if it is broken.
-
-        Usable as the ``check`` callback.
-        """
-        run_autocommit(conn, "")
+        return bool(self._driver.close_returns)
 
     def get_stats(self) -> dict[str, int]:
         """Return psycopg_pool's stats: gauges and counters since the last ``pop_stats()``."""
@@ -196,43 +183,6 @@ class ConnectionPool(BasePool[Any]):
             for k in _COUNTERS:
                 self._baseline[k] += out[k]
         return out
-
-    def __enter__(self) -> ConnectionPool:
-        self.open()
-        return self
-
-    def __repr__(self) -> str:
-        return f"<fastpool.ConnectionPool {self._name!r} at 0x{id(self):x}>"
-
-    # -- mapping of psycopg_pool's callbacks and stats -----------------------------------------
-
-    def _after_connect_cb(self, conn: Any, meta: ConnectionMetadata) -> None:
-        assert self._configure is not None
-        self._configure(conn)
-        status = conn.pgconn.transaction_status
-        if status != _IDLE:
-            raise psycopg.ProgrammingError(
-                f"connection left in status {pq.TransactionStatus(status).name} by configure function "
-                f"{self._configure}: discarded"
-            )
-
-    def _before_acquire_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
-        assert self._check_cb is not None
-        self._check_cb(conn)  # raising rejects the connection, as in psycopg_pool
-        return True
-
-    def _after_release_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
-        assert self._reset_cb is not None
-        self._reset_cb(conn)
-        status = conn.pgconn.transaction_status
-        if status != _IDLE:
-            logger.warning(
-                "connection left in status %s by reset function %s: discarded",
-                pq.TransactionStatus(status).name,
-                self._reset_cb,
-            )
-            return False
-        return True
 
     def _psycopg_stats(self) -> dict[str, int]:
         core = self._core
@@ -261,4 +211,230 @@ class ConnectionPool(BasePool[Any]):
         return out
 
 
+_DOC_PARAMS = """
+    Parameters as psycopg_pool's: ``conninfo``, ``kwargs``, ``connection_class``,
+    ``min_size=4``, ``max_size=None`` (= ``min_size``), ``open`` (None or True:
+    open now, connecting in the background; False: call :meth:`open` or use the
+    pool as a context manager), ``configure(conn)``, ``check(conn)`` (run before
+    an idle connection is handed out; raise to reject it), ``reset(conn)`` (run
+    when a connection comes back; it must leave it idle), ``name``,
+    ``close_returns``, ``timeout=30``, ``max_waiting=0``, ``max_lifetime=3600``,
+    ``max_idle=600``, ``reconnect_timeout=300``, ``reconnect_failed(pool)``,
+    ``num_workers=3``; plus fastpool's ``recycle``.
+"""
+
+
+class ConnectionPool(_Compat, BasePool[Any]):
+    __doc__ = "A psycopg_pool-compatible pool of psycopg connections (threads).\n" + _DOC_PARAMS
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+        kwargs: dict[str, Any] | None = None,
+        min_size: int = 4,
+        max_size: int | None = None,
+        open: bool | None = None,
+        configure: Callable[[Any], None] | None = None,
+        check: Callable[[Any], None] | None = None,
+        reset: Callable[[Any], None] | None = None,
+        name: str | None = None,
+        close_returns: bool = False,
+        timeout: float = 30.0,
+        max_waiting: int = 0,
+        max_lifetime: float = 3600.0,
+        max_idle: float = 600.0,
+        reconnect_timeout: float = 300.0,
+        reconnect_failed: Callable[[ConnectionPool], None] | None = None,
+        num_workers: int = 3,
+        recycle: Recycle = Recycle.FAST,
+    ) -> None:
+        max_size = self._compat_options(
+            conninfo, connection_class, kwargs, min_size, max_size, configure, check, reset, reconnect_failed
+        )
+        super().__init__(
+            partial(PsycopgDriver, conninfo, kwargs, connection_class, recycle),
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=timeout,
+            max_lifetime=max_lifetime,
+            idle_timeout=max_idle,
+            test_before_acquire=False,  # psycopg_pool does not ping; check= does
+            after_connect=self._after_connect_cb if configure is not None else None,
+            before_acquire=self._before_acquire_cb if check is not None else None,
+            after_release=self._after_release_cb if reset is not None else None,
+            max_waiting=max_waiting,
+            num_workers=num_workers,
+            open=False,
+            name=name,
+            start=False,
+        )
+        self._compat_attrs(
+            close_returns, timeout, max_waiting, max_lifetime, max_idle, reconnect_timeout, reconnect_failed,
+            num_workers,
+        )  # fmt: skip
+        if open is None or open:
+            self._start(eager=False)
+
+    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Open the pool (connections are made in the background); idempotent.
+
+        With ``wait=True``, wait up to ``timeout`` for ``min_size``
+        connections (see :meth:`wait`).  A closed pool cannot be reopened.
+        """
+        self._start(eager=False)
+        if wait:
+            self.wait(timeout)
+
+    def connection(self, timeout: float | None = None) -> _TimedBorrow:
+        """Borrow a connection for a ``with`` block: commit on success, roll back on error."""
+        return _TimedBorrow(self, timeout)
+
+    @staticmethod
+    def check_connection(conn: psycopg.Connection[Any]) -> None:
+        """Check ``conn`` with an empty query in autocommit; raise if it is broken.
+
+        Usable as the ``check`` callback.
+        """
+        run_autocommit(conn, "")
+
+    def __enter__(self) -> ConnectionPool:
+        self.open()
+        return self
+
+    def __repr__(self) -> str:
+        return f"<fastpool.ConnectionPool {self._name!r} at 0x{id(self):x}>"
+
+    def _after_connect_cb(self, conn: Any, meta: ConnectionMetadata) -> None:
+        self._configure(conn)
+        if (status := _not_idle(conn)) is not None:
+            raise psycopg.ProgrammingError(
+                f"connection left in status {status} by configure function {self._configure}: discarded"
+            )
+
+    def _before_acquire_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
+        self._check_cb(conn)  # raising rejects the connection, as in psycopg_pool
+        return True
+
+    def _after_release_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
+        self._reset_cb(conn)
+        return self._reset_left_idle(conn)
+
+
+class AsyncConnectionPool(_Compat, AsyncBasePool[Any]):
+    __doc__ = (
+        "A psycopg_pool-compatible pool of psycopg ``AsyncConnection`` objects (asyncio).\n"
+        + _DOC_PARAMS
+        + """
+    The callbacks may be plain functions or coroutine functions.  The pool starts
+    on the loop of its first use (or of ``await pool.open()`` / ``async with``).
+"""
+    )
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        connection_class: type[psycopg.AsyncConnection[Any]] = psycopg.AsyncConnection,
+        kwargs: dict[str, Any] | None = None,
+        min_size: int = 4,
+        max_size: int | None = None,
+        open: bool | None = None,
+        configure: Callable[[Any], Any] | None = None,
+        check: Callable[[Any], Any] | None = None,
+        reset: Callable[[Any], Any] | None = None,
+        name: str | None = None,
+        close_returns: bool = False,
+        timeout: float = 30.0,
+        max_waiting: int = 0,
+        max_lifetime: float = 3600.0,
+        max_idle: float = 600.0,
+        reconnect_timeout: float = 300.0,
+        reconnect_failed: Callable[[AsyncConnectionPool], Any] | None = None,
+        num_workers: int = 3,
+        recycle: Recycle = Recycle.FAST,
+    ) -> None:
+        max_size = self._compat_options(
+            conninfo, connection_class, kwargs, min_size, max_size, configure, check, reset, reconnect_failed
+        )
+        super().__init__(
+            partial(AsyncPsycopgDriver, conninfo, kwargs, connection_class, recycle),
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=timeout,
+            max_lifetime=max_lifetime,
+            idle_timeout=max_idle,
+            test_before_acquire=False,
+            after_connect=self._after_connect_cb if configure is not None else None,
+            before_acquire=self._before_acquire_cb if check is not None else None,
+            after_release=self._after_release_cb if reset is not None else None,
+            max_waiting=max_waiting,
+            num_workers=num_workers,
+            open=False,
+            name=name,
+        )
+        self._compat_attrs(
+            close_returns, timeout, max_waiting, max_lifetime, max_idle, reconnect_timeout, reconnect_failed,
+            num_workers,
+        )  # fmt: skip
+        if open is False:
+            self._opened = False  # getconn() raises "not open yet" until open()
+            self._explicit_open = True
+        else:
+            self._explicit_open = False
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:  # type: ignore[override]
+        """Start the pool on the running loop; with ``wait``, wait for ``min_size`` connections."""
+        self._explicit_open = False
+        self._bind()
+        if wait:
+            await self.wait(timeout)
+
+    async def _get(self, timeout: float | None) -> Any:
+        if self._explicit_open:
+            raise self._closed_error()
+        return await super()._get(timeout)
+
+    def connection(self, timeout: float | None = None) -> _ATimedBorrow:
+        """Borrow a connection for an ``async with`` block: commit on success, roll back on error."""
+        return _ATimedBorrow(self, timeout)
+
+    async def resize(self, min_size: int, max_size: int | None = None) -> None:  # type: ignore[override]
+        """Change the pool's size (a coroutine, as in psycopg_pool)."""
+        super().resize(min_size, max_size)
+
+    async def drain(self) -> None:  # type: ignore[override]
+        """Replace every connection (a coroutine, as in psycopg_pool)."""
+        super().drain()
+
+    @staticmethod
+    async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+        """Check ``conn`` with an empty query in autocommit; raise if it is broken."""
+        await arun_autocommit(conn, "")
+
+    async def __aenter__(self) -> AsyncConnectionPool:
+        await self.open()
+        return self
+
+    def __repr__(self) -> str:
+        return f"<fastpool.AsyncConnectionPool {self._name!r} at 0x{id(self):x}>"
+
+    async def _after_connect_cb(self, conn: Any, meta: ConnectionMetadata) -> None:
+        await _maybe_await(self._configure(conn))
+        if (status := _not_idle(conn)) is not None:
+            raise psycopg.ProgrammingError(
+                f"connection left in status {status} by configure function {self._configure}: discarded"
+            )
+
+    async def _before_acquire_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
+        await _maybe_await(self._check_cb(conn))
+        return True
+
+    async def _after_release_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
+        await _maybe_await(self._reset_cb(conn))
+        return self._reset_left_idle(conn)
+
+
 ConnectionPool.__module__ = "fastpool"
+AsyncConnectionPool.__module__ = "fastpool"
