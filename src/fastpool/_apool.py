@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import warnings
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 import psycopg
 
-from ._base import C, NoLock, PoolBase
+from ._base import C, NoLock, PoolBase, PooledBase
 from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import AsyncPsycopgDriver
 from ._validate import check_sizes
@@ -583,34 +582,14 @@ class _AsyncBorrow(Generic[C]):
         await pool._put(e)
 
 
-class AsyncPooledConnection(Generic[C]):
+class AsyncPooledConnection(PooledBase[C]):
     """A checked-out connection of an asyncio pool; ``await release()`` gives it back.
 
-    Garbage-collected without release: the slot is freed by the pool's loop,
-    the connection closed, and a ``ResourceWarning`` emitted.
+    One garbage-collected without release is reclaimed by the pool's loop
+    (``ResourceWarning``).
     """
 
-    __slots__ = ("_entry", "_pool", "connection")
-
-    def __init__(self, pool: AsyncBasePool[C], entry: Any) -> None:
-        self._pool = pool
-        self._entry = entry
-        self.connection: C = entry.conn
-
-    @property
-    def meta(self) -> ConnectionMetadata:
-        """Age of the connection (idle time is 0 while borrowed)."""
-        e = self._entry
-        if e is None:
-            raise WrongPoolError("this connection was already released")
-        return ConnectionMetadata(monotonic() - e.created_at, 0.0)
-
-    def _take(self) -> Any:
-        e = self._entry
-        if e is None:
-            raise WrongPoolError("this connection was already released")
-        self._entry = None
-        return e
+    __slots__ = ()
 
     async def release(self) -> None:
         """Give the connection back to the pool (reset, then reuse)."""
@@ -619,29 +598,6 @@ class AsyncPooledConnection(Generic[C]):
     def close(self) -> None:
         """Close the connection instead of returning it; its slot is freed now."""
         self._pool._discard(self._take())
-
-    def detach(self) -> C:
-        """Take the connection out of the pool for good; the caller must close it."""
-        e = self._take()
-        n = self._pool._core.discard(e)
-        if n:
-            self._pool._start_connects(n)
-        return self.connection
-
-    def __del__(self) -> None:
-        e = getattr(self, "_entry", None)
-        if e is not None:
-            self._entry = None
-            warnings.warn(
-                f"a connection of {self._pool._name} was never released; closing it",
-                ResourceWarning,
-                stacklevel=1,
-            )
-            self._pool._orphaned(e)
-
-    def __repr__(self) -> str:
-        state = "released" if self._entry is None else "checked out"
-        return f"<fastpool.AsyncPooledConnection {state} from {self._pool._name!r}>"
 
 
 class _AcquireContext(Generic[C]):

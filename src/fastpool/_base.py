@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 import weakref
 from collections.abc import Callable
 from time import monotonic
@@ -17,10 +18,10 @@ from typing import Any, Generic, Literal, TypeVar
 from . import _impl
 from ._meta import ConnectionMetadata
 from ._validate import check_count, check_options
-from .errors import PoolClosed, PoolTimeout
+from .errors import PoolClosed, PoolTimeout, WrongPoolError
 from .resource import Driver
 
-__all__ = ["BACKOFF_INITIAL", "BACKOFF_MAX", "C", "Hook", "NoLock", "PoolBase"]
+__all__ = ["BACKOFF_INITIAL", "BACKOFF_MAX", "C", "Hook", "NoLock", "PoolBase", "PooledBase"]
 
 logger = logging.getLogger("fastpool")
 
@@ -284,3 +285,60 @@ class PoolBase(Generic[C]):
         )
         err.__cause__ = cause
         return err
+
+
+class PooledBase(Generic[C]):
+    """What a checked-out connection object is, in both kinds of pool (internal base).
+
+    A checked-out connection that is garbage-collected without being released
+    frees its slot: the pool's own worker (thread or loop) closes the
+    connection, and a ``ResourceWarning`` is emitted.  The finalizer does no
+    I/O and takes no lock (R4).
+    """
+
+    __slots__ = ("_entry", "_pool", "connection")
+
+    def __init__(self, pool: Any, entry: Any) -> None:
+        self._pool = pool
+        self._entry = entry
+        self.connection: C = entry.conn
+
+    @property
+    def meta(self) -> ConnectionMetadata:
+        """Age of the connection (idle time is 0 while borrowed)."""
+        e = self._entry
+        if e is None:
+            raise WrongPoolError("this connection was already released")
+        return ConnectionMetadata(monotonic() - e.created_at, 0.0)
+
+    def _take(self) -> Any:
+        e = self._entry
+        if e is None:
+            raise WrongPoolError("this connection was already released")
+        self._entry = None
+        return e
+
+    def detach(self) -> C:
+        """Take the connection out of the pool for good; the caller must close it."""
+        e = self._take()
+        pool = self._pool
+        with pool._lock:
+            n = pool._core.discard(e)
+        if n:
+            pool._start_connects(n)
+        return self.connection
+
+    def __del__(self) -> None:
+        e = getattr(self, "_entry", None)
+        if e is not None:
+            self._entry = None
+            warnings.warn(
+                f"a connection of {self._pool._name} was never released; closing it",
+                ResourceWarning,
+                stacklevel=1,
+            )
+            self._pool._orphaned(e)
+
+    def __repr__(self) -> str:
+        state = "released" if self._entry is None else "checked out"
+        return f"<fastpool.{type(self).__name__} {state} from {self._pool._name!r}>"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict
 
 import psycopg
 
-from ._base import C, Hook, PoolBase
+from ._base import C, Hook, PoolBase, PooledBase
 from ._maintenance import Maintenance
 from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import PsycopgDriver
@@ -577,36 +576,14 @@ class _Borrow(Generic[C]):
         pool._put(e)
 
 
-class PooledConnection(Generic[C]):
+class PooledConnection(PooledBase[C]):
     """A checked-out connection: use ``.connection``, give it back with ``release()``.
 
     As a context manager it yields the raw connection and releases it on exit.
-    A ``PooledConnection`` that is garbage-collected without being released
-    frees its slot (the connection is closed by a pool worker) and emits a
-    ``ResourceWarning``.
+    One garbage-collected without release is reclaimed (``ResourceWarning``).
     """
 
-    __slots__ = ("_entry", "_pool", "connection")
-
-    def __init__(self, pool: BasePool[C], entry: Any) -> None:
-        self._pool = pool
-        self._entry = entry
-        self.connection: C = entry.conn
-
-    @property
-    def meta(self) -> ConnectionMetadata:
-        """Age of the connection and (0 while borrowed) idle time."""
-        e = self._entry
-        if e is None:
-            raise WrongPoolError("this connection was already released")
-        return ConnectionMetadata(monotonic() - e.created_at, 0.0)
-
-    def _take(self) -> Any:
-        e = self._entry
-        if e is None:
-            raise WrongPoolError("this connection was already released")
-        self._entry = None
-        return e
+    __slots__ = ()
 
     def release(self) -> None:
         """Give the connection back to the pool (reset, then reuse)."""
@@ -616,16 +593,6 @@ class PooledConnection(Generic[C]):
         """Close the connection instead of returning it; its slot is freed."""
         self._pool._discard(self._take())
 
-    def detach(self) -> C:
-        """Take the connection out of the pool for good; the caller must close it."""
-        e = self._take()
-        pool = self._pool
-        with pool._lock:
-            n = pool._core.discard(e)
-        if n:
-            pool._start_connects(n)
-        return self.connection
-
     def __enter__(self) -> C:
         return self.connection
 
@@ -634,21 +601,6 @@ class PooledConnection(Generic[C]):
     ) -> None:
         if self._entry is not None:
             self.release()
-
-    def __del__(self) -> None:
-        e = getattr(self, "_entry", None)
-        if e is not None:
-            self._entry = None
-            warnings.warn(
-                f"a connection of {self._pool._name} was never released; closing it",
-                ResourceWarning,
-                stacklevel=1,
-            )
-            self._pool._orphaned(e)
-
-    def __repr__(self) -> str:
-        state = "released" if self._entry is None else "checked out"
-        return f"<fastpool.PooledConnection {state} from {self._pool._name!r}>"
 
 
 class Pool(BasePool[psycopg.Connection[Any]]):

@@ -106,57 +106,61 @@ class _Compat:
     _driver: Any
     _lock: Any
 
-    def _compat_options(
+    def _compat_setup(
         self,
         conninfo: str,
         connection_class: Any,
         kwargs: dict[str, Any] | None,
-        min_size: int,
-        max_size: int | None,
-        configure: Any,
-        check: Any,
-        reset: Any,
-        reconnect_failed: Any,
-    ) -> int:
-        """Check psycopg_pool's parameters (its messages); return the effective ``max_size``."""
+        p: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Check psycopg_pool's parameters ``p`` (with its messages); return the pool's options."""
+        min_size, max_size = p["min_size"], p["max_size"]
         if isinstance(min_size, int) and min_size < 0:
             raise ValueError("min_size cannot be negative")
         if max_size is not None and isinstance(max_size, int) and max_size < min_size:
             raise ValueError("max_size must be greater or equal than min_size")
-        for opt, cb in (("configure", configure), ("check", check), ("reset", reset)):
-            if cb is not None and not callable(cb):
-                raise TypeError(f"{opt} must be callable or None, got {type(cb).__name__}")
-        if reconnect_failed is not None and not callable(reconnect_failed):
-            raise TypeError("reconnect_failed must be callable or None")
+        for opt in ("configure", "check", "reset", "reconnect_failed"):
+            if p[opt] is not None and not callable(p[opt]):
+                raise TypeError(f"{opt} must be callable or None, got {type(p[opt]).__name__}")
         self.conninfo = conninfo
         self.kwargs = kwargs
         self.connection_class = connection_class
-        self._configure = configure
-        self._check_cb = check
-        self._reset_cb = reset
-        return min_size if max_size is None else max_size
-
-    def _compat_attrs(
-        self,
-        close_returns: bool,
-        timeout: float,
-        max_waiting: int,
-        max_lifetime: float,
-        max_idle: float,
-        reconnect_timeout: float,
-        reconnect_failed: Any,
-        num_workers: int,
-    ) -> None:
-        self._driver.close_returns = bool(close_returns)
-        self._reconnect_timeout = float(reconnect_timeout)  # PoolBase's, set for psycopg_pool
-        self._reconnect_failed = reconnect_failed
-        self.timeout = float(timeout)
-        self.max_waiting = max_waiting
-        self.max_lifetime = float(max_lifetime)
-        self.max_idle = float(max_idle)
-        self.reconnect_timeout = float(reconnect_timeout)
-        self.num_workers = num_workers
+        self._configure = p["configure"]
+        self._check_cb = p["check"]
+        self._reset_cb = p["reset"]
+        self.timeout = float(p["timeout"])
+        self.max_waiting = p["max_waiting"]
+        self.max_lifetime = float(p["max_lifetime"])
+        self.max_idle = float(p["max_idle"])
+        self.reconnect_timeout = float(p["reconnect_timeout"])
+        self.num_workers = p["num_workers"]
         self._baseline: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        return {
+            "min_size": min_size,
+            "max_size": min_size if max_size is None else max_size,
+            "acquire_timeout": p["timeout"],
+            "max_lifetime": p["max_lifetime"],
+            "idle_timeout": p["max_idle"],
+            "test_before_acquire": False,  # psycopg_pool does not ping; check= does
+            "after_connect": self._after_connect_cb if p["configure"] is not None else None,
+            "before_acquire": self._before_acquire_cb if p["check"] is not None else None,
+            "after_release": self._after_release_cb if p["reset"] is not None else None,
+            "max_waiting": p["max_waiting"],
+            "num_workers": p["num_workers"],
+            "open": False,
+            "name": p["name"],
+        }
+
+    def _compat_started(self, p: dict[str, Any]) -> None:
+        """Settings that need the driver and ``PoolBase``: run after the base ``__init__``."""
+        self._driver.close_returns = bool(p["close_returns"])
+        self._reconnect_timeout = self.reconnect_timeout
+        self._reconnect_failed = p["reconnect_failed"]
+
+    # callbacks adapted to the pool hooks (sync or async in the subclasses)
+    _after_connect_cb: Any
+    _before_acquire_cb: Any
+    _after_release_cb: Any
 
     def _reset_left_idle(self, conn: Any) -> bool:
         """After the ``reset`` callback: True if it left ``conn`` idle, else log and say discard."""
@@ -250,30 +254,13 @@ class ConnectionPool(_Compat, BasePool[Any]):
         num_workers: int = 3,
         recycle: Recycle = Recycle.FAST,
     ) -> None:
-        max_size = self._compat_options(
-            conninfo, connection_class, kwargs, min_size, max_size, configure, check, reset, reconnect_failed
-        )
+        p = locals()  # psycopg_pool's parameters, by name
         super().__init__(
             partial(PsycopgDriver, conninfo, kwargs, connection_class, recycle),
-            min_size=min_size,
-            max_size=max_size,
-            acquire_timeout=timeout,
-            max_lifetime=max_lifetime,
-            idle_timeout=max_idle,
-            test_before_acquire=False,  # psycopg_pool does not ping; check= does
-            after_connect=self._after_connect_cb if configure is not None else None,
-            before_acquire=self._before_acquire_cb if check is not None else None,
-            after_release=self._after_release_cb if reset is not None else None,
-            max_waiting=max_waiting,
-            num_workers=num_workers,
-            open=False,
-            name=name,
             start=False,
+            **self._compat_setup(conninfo, connection_class, kwargs, p),
         )
-        self._compat_attrs(
-            close_returns, timeout, max_waiting, max_lifetime, max_idle, reconnect_timeout, reconnect_failed,
-            num_workers,
-        )  # fmt: skip
+        self._compat_started(p)
         if open is None or open:
             self._start(eager=False)
 
@@ -355,29 +342,12 @@ class AsyncConnectionPool(_Compat, AsyncBasePool[Any]):
         num_workers: int = 3,
         recycle: Recycle = Recycle.FAST,
     ) -> None:
-        max_size = self._compat_options(
-            conninfo, connection_class, kwargs, min_size, max_size, configure, check, reset, reconnect_failed
-        )
+        p = locals()  # psycopg_pool's parameters, by name
         super().__init__(
             partial(AsyncPsycopgDriver, conninfo, kwargs, connection_class, recycle),
-            min_size=min_size,
-            max_size=max_size,
-            acquire_timeout=timeout,
-            max_lifetime=max_lifetime,
-            idle_timeout=max_idle,
-            test_before_acquire=False,
-            after_connect=self._after_connect_cb if configure is not None else None,
-            before_acquire=self._before_acquire_cb if check is not None else None,
-            after_release=self._after_release_cb if reset is not None else None,
-            max_waiting=max_waiting,
-            num_workers=num_workers,
-            open=False,
-            name=name,
+            **self._compat_setup(conninfo, connection_class, kwargs, p),
         )
-        self._compat_attrs(
-            close_returns, timeout, max_waiting, max_lifetime, max_idle, reconnect_timeout, reconnect_failed,
-            num_workers,
-        )  # fmt: skip
+        self._compat_started(p)
         if open is False:
             self._opened = False  # getconn() raises "not open yet" until open()
             self._explicit_open = True
