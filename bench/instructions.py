@@ -4,7 +4,8 @@
 under ``valgrind --tool=callgrind`` twice (N and 6N borrows) and reports the
 difference divided by 5N: the instructions one borrow+return costs, start-up
 excluded.  Implementations: fastpool-c, fastpool-python, psycopg_pool,
-psycopg_pool-getconn, sqlalchemy, floor (the psycopg ones need a server).
+psycopg_pool-getconn, sqlalchemy, floor, and the asyncio ones async-fastpool-c,
+async-fastpool-python, async-psycopg_pool (all but floor need a server).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 DEFAULT_DSN = "host=127.0.0.1 dbname=test user=postgres"
 IMPLS = ["floor", "fastpool-c", "fastpool-python", "psycopg_pool", "psycopg_pool-getconn", "sqlalchemy"]
+ASYNC_IMPLS = ["async-fastpool-c", "async-fastpool-python", "async-psycopg_pool"]
 
 
 def make(impl: str, dsn: str) -> Callable[[], None]:
@@ -70,8 +73,42 @@ def make(impl: str, dsn: str) -> Callable[[], None]:
     raise SystemExit(f"unknown implementation {impl!r}")
 
 
+def make_async(impl: str, dsn: str) -> Callable[[], None]:
+    """Build an asyncio pool on a private loop; return one borrow+return run on that loop."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    if impl.startswith("async-fastpool"):
+        import fastpool
+        from fastpool import _impl
+
+        _impl.core = _impl.load("c" if impl == "async-fastpool-c" else "python")  # type: ignore[attr-defined]
+        pool: Any = fastpool.AsyncPool(dsn, min_size=4, max_size=4)
+        loop.run_until_complete(pool.open())
+    else:
+        import psycopg_pool
+
+        pool = psycopg_pool.AsyncConnectionPool(dsn, min_size=4, max_size=4, open=False)
+        loop.run_until_complete(pool.open(wait=True))
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            async with pool.connection():
+                pass
+
+    # one call runs a batch: the loop's own cost per run_until_complete is amortised
+    return lambda: loop.run_until_complete(many(100))
+
+
 def child(impl: str, n: int, dsn: str) -> None:
     """Run ``n`` borrows of ``impl`` (what runs under valgrind)."""
+    if impl.startswith("async-"):
+        batch = make_async(impl, dsn)
+        for _ in range(2):
+            batch()
+        for _ in range(n // 100):
+            batch()
+        os._exit(0)
     run = make(impl, dsn)
     for _ in range(200):  # warm every lazy path before counting
         run()
@@ -110,11 +147,14 @@ def main() -> int:
         b = count(impl, 6 * args.n, args.dsn)
         results[impl] = (b - a) / (5 * args.n)
         print(f"{impl:<22} {results[impl]:>10,.0f} instructions per borrow+return", flush=True)
-    base = results.get("fastpool-c")
-    if base:
-        print("\nratio to fastpool-c:")
+    for base_name in ("fastpool-c", "async-fastpool-c"):
+        base = results.get(base_name)
+        if not base:
+            continue
+        print(f"\nratio to {base_name}:")
         for impl, v in results.items():
-            print(f"  {impl:<22} {v / base:5.2f}x")
+            if impl.startswith("async-") == base_name.startswith("async-"):
+                print(f"  {impl:<22} {v / base:5.2f}x")
     return 0
 
 

@@ -378,7 +378,8 @@ class AsyncBasePool(PoolBase[C]):
         keep = now < e.expires_at
         try:
             if keep and self._has_reset:
-                keep = await self._driver.reset(e)
+                fast = self._driver.reset_now(e)  # no coroutine at all when nothing is to be done
+                keep = fast == 1 or (fast == 2 and await self._driver.reset(e))
             hook = self._after_release
             if keep and hook is not None:
                 keep = bool(await _maybe_await(hook(conn, ConnectionMetadata(now - e.created_at, 0.0))))
@@ -567,7 +568,7 @@ class _AsyncBorrow(Generic[C]):
         e = self._entry
         self._entry = None
         pool = self._pool
-        if pool._has_finish:
+        if pool._has_finish and pool._driver.finish_action(e.conn, exc_type is None):
             try:
                 await pool._driver.finish(e.conn, exc_type is None)
             except Exception as fexc:

@@ -79,6 +79,20 @@ class _State:
         self.notify_handlers = list(conn._notify_handlers)
         self.epoch = epoch
 
+    def same(self, conn: Any) -> bool:
+        """True if nothing changed (the common case: one expression, no allocation)."""
+        return (
+            conn._autocommit == self.autocommit
+            and conn.row_factory is self.row_factory
+            and conn._isolation_level == self.isolation_level
+            and conn._read_only == self.read_only
+            and conn._deferrable == self.deferrable
+            and conn.cursor_factory is self.cursor_factory
+            and conn._prepared.prepare_threshold == self.prepare_threshold
+            and conn._notice_handlers == self.notice_handlers
+            and conn._notify_handlers == self.notify_handlers
+        )
+
     def changes(self, conn: Any) -> list[tuple[str, Any]] | None:
         """Return the settings to put back, as (attribute, value), or None if none changed.
 
@@ -267,7 +281,7 @@ class PsycopgCommon(Driver):
             if backlog:
                 backlog.clear()
 
-    def _finish_action(self, conn: Any, ok: bool) -> int:
+    def finish_action(self, conn: Any, ok: bool) -> int:
         """What the end of ``connection()`` must do: 0 nothing, 1 commit, 2 roll back."""
         pgconn = conn.pgconn
         if pgconn.status != _OK:
@@ -317,10 +331,10 @@ class PsycopgDriver(PsycopgCommon):
         if action == 2:
             conn.rollback()
         st = entry.data
-        if st is not None:
+        if st is not None and not st.same(conn):
             for name, value in st.changes(conn) or ():
                 setattr(conn, name, value)
-        if self._needs_deallocate(st):
+        if st is not None and st.epoch != self.epoch and self._needs_deallocate(st):
             run_autocommit(conn, "DEALLOCATE ALL")
         sql = self._recycle_sql
         if sql is not None:
@@ -329,7 +343,7 @@ class PsycopgDriver(PsycopgCommon):
         return True
 
     def finish(self, conn: Any, ok: bool) -> None:
-        action = self._finish_action(conn, ok)
+        action = self.finish_action(conn, ok)
         if action == 1:
             conn.commit()
         elif action == 2:
@@ -363,6 +377,16 @@ class AsyncPsycopgDriver(PsycopgCommon):
             raise psycopg.OperationalError("connection is closed")
         await arun_autocommit(conn, "")
 
+    def reset_now(self, entry: Any) -> int:
+        """The I/O-free part of :meth:`reset`: 0 discard, 1 done, 2 the awaitable reset must run."""
+        action = self._begin_reset(entry)
+        if action != 1:
+            return action
+        st = entry.data
+        if st is not None and (not st.same(entry.conn) or st.epoch != self.epoch):
+            return 2
+        return 1 if self._recycle_sql is None else 2
+
     async def reset(self, entry: Any) -> bool:  # type: ignore[override]
         conn = entry.conn
         action = self._begin_reset(entry)
@@ -371,7 +395,7 @@ class AsyncPsycopgDriver(PsycopgCommon):
         if action == 2:
             await conn.rollback()
         st = entry.data
-        if st is not None:
+        if st is not None and not st.same(conn):
             for name, value in st.changes(conn) or ():
                 if name in ASYNC_SETTERS:
                     await getattr(conn, f"set_{name}")(value)
@@ -386,7 +410,7 @@ class AsyncPsycopgDriver(PsycopgCommon):
         return True
 
     async def finish(self, conn: Any, ok: bool) -> None:  # type: ignore[override]
-        action = self._finish_action(conn, ok)
+        action = self.finish_action(conn, ok)
         if action == 1:
             await conn.commit()
         elif action == 2:

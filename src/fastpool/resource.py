@@ -137,6 +137,14 @@ class Driver:
         """Make a returned connection reusable; False (or raising) discards it."""
         return True
 
+    def reset_now(self, entry: Any) -> int:
+        """The I/O-free part of the reset: 0 discard, 1 done, 2 the (awaitable) reset must run."""
+        return 2
+
+    def finish_action(self, conn: Any, ok: bool) -> int:
+        """What ending ``pool.connection()`` needs: 0 nothing, 1 commit, 2 roll back."""
+        return 0
+
     def finish(self, conn: Any, ok: bool) -> None:
         """End the block of ``pool.connection()``: commit if ok, else roll back."""
 
