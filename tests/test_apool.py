@@ -541,3 +541,52 @@ async def test_pool_options_async(twin: str, dsn: str, app_name: str, admin: Any
     async with lazy.connection() as conn:
         await conn.execute("SELECT 1")
     await lazy.close()
+
+
+@pytest.mark.asyncio
+async def test_256_tasks_race(apools: list[Any], actx: dict[str, Any]) -> None:
+    # T004-01 (tasks): 256 tasks x 40 borrows on max_size 4
+    pool = AsyncResourcePool(ARes, actx, max_size=4)
+    apools.append(pool)
+    in_use: set[int] = set()
+    peak = [0]
+
+    async def worker() -> None:
+        for _ in range(40):
+            async with pool.connection() as r:
+                assert r.id not in in_use, "handed out twice"
+                in_use.add(r.id)
+                peak[0] = max(peak[0], pool.stats()["size"])
+                await asyncio.sleep(0)
+                in_use.discard(r.id)
+
+    await asyncio.gather(*(worker() for _ in range(256)))
+    s = check_invariants(pool)
+    assert peak[0] <= 4 and s["in_use"] == 0 and s["waiting"] == 0
+    assert s["requests"] == 256 * 40
+
+
+@pytest.mark.parametrize(
+    ("sync_cls", "async_cls"),
+    [
+        (fastpool.Pool, fastpool.AsyncPool),
+        (fastpool.ResourcePool, fastpool.AsyncResourcePool),
+        (fastpool.ConnectionPool, fastpool.AsyncConnectionPool),
+    ],
+)
+def test_sync_and_async_surfaces_do_not_drift(sync_cls: type, async_cls: type) -> None:
+    """The two shells are written apart (one awaits); their public surfaces must stay the same."""
+    import inspect
+
+    sync_names = {n for n in dir(sync_cls) if not n.startswith("_")}
+    async_names = {n for n in dir(async_cls) if not n.startswith("_")}
+    missing = {n for n in sync_names if n not in async_names}
+    assert not missing, f"{async_cls.__name__} lacks {sorted(missing)}"
+    extra = {n for n in async_names if n not in sync_names}
+    assert not extra, f"{sync_cls.__name__} lacks {sorted(extra)}"
+    sp = inspect.signature(sync_cls.__init__).parameters
+    ap = inspect.signature(async_cls.__init__).parameters
+    assert [n for n in sp if n != "connection_class"] == [n for n in ap if n != "connection_class"]
+    for name in sp:
+        if name not in ("self", "connection_class", "reconnect_failed", "configure", "check", "reset"):
+            assert sp[name].default == ap[name].default, name

@@ -133,6 +133,17 @@ class BasePool(PoolBase[C]):
             raise WrongPoolError(f"this connection was not lent by {self._name} (or was already returned)")
         self._put(e)
 
+    def open(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Start the pool if it is not started (idempotent); with ``wait``, open connections now.
+
+        ``wait`` opens ``max(1, min_size)`` connections within ``timeout``
+        (default ``acquire_timeout``) and raises, closing the pool, if it
+        cannot.  A closed pool cannot be opened again (``PoolClosed``).
+        """
+        self._start(eager=False)
+        if wait:
+            self._open_eager(timeout)
+
     def wait(self, timeout: float = 30.0) -> None:
         """Wait until ``min_size`` connections are open.
 
@@ -501,11 +512,11 @@ class BasePool(PoolBase[C]):
         if n:
             self._maint.later(delay, lambda: self._start_connects(n))
 
-    def _open_eager(self) -> None:
-        """Open ``max(1, min_size)`` connections within ``acquire_timeout`` or fail."""
+    def _open_eager(self, timeout: float | None = None) -> None:
+        """Open ``max(1, min_size)`` connections within ``timeout`` (``acquire_timeout``) or fail."""
         want = max(1, self._core.min_size)
         held: list[Any] = []
-        deadline = monotonic() + self._acquire_timeout
+        deadline = monotonic() + (self._acquire_timeout if timeout is None else timeout)
         try:
             for _ in range(want):
                 held.append(self._get(max(0.0, deadline - monotonic())))

@@ -264,7 +264,7 @@ class ConnectionPool(_Compat, BasePool[Any]):
         if open is None or open:
             self._start(eager=False)
 
-    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+    def open(self, wait: bool = False, timeout: float | None = 30.0) -> None:
         """Open the pool (connections are made in the background); idempotent.
 
         With ``wait=True``, wait up to ``timeout`` for ``min_size``
@@ -272,7 +272,7 @@ class ConnectionPool(_Compat, BasePool[Any]):
         """
         self._start(eager=False)
         if wait:
-            self.wait(timeout)
+            self.wait(30.0 if timeout is None else timeout)
 
     def connection(self, timeout: float | None = None) -> _TimedBorrow:
         """Borrow a connection for a ``with`` block: commit on success, roll back on error."""
