@@ -214,7 +214,8 @@ async def test_cancellation_storm_on_a_plain_resource(apools: list[Any], actx: d
         t = asyncio.create_task(victim())
         if rnd.random() < 0.5:
             await asyncio.sleep(0)
-        t.cancel() if rnd.random() < 0.7 else None
+        if rnd.random() < 0.7:
+            t.cancel()
         if rnd.random() < 0.3:
             try:
                 await asyncio.wait_for(pool.acquire(timeout=5), rnd.random() * 0.001)

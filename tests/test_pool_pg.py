@@ -315,7 +315,6 @@ def test_connection_commits_on_success_and_rolls_back_on_error(make_pool: Any, t
         conn.execute(f"INSERT INTO {table} VALUES (2)")
         1 / 0  # noqa: B018
     with pool.connection() as conn:
-        conn.execute("SELECT 1/0") if False else None
         assert conn.execute(f"SELECT array_agg(id) FROM {table}").fetchone() == ([1],)
     with pytest.raises(psycopg.errors.DivisionByZero), pool.connection() as conn:
         conn.execute("SELECT 1/0")  # INERROR at exit: rolled back, connection kept
