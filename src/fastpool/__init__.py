@@ -16,6 +16,7 @@ from ._options import PoolOptions
 from ._pool import BasePool, Pool, PooledConnection, ResourcePool
 from ._psycopg_pool import AsyncConnectionPool, ConnectionPool
 from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
+from .leadership import Leadership, LeadershipLost, LeadershipNotAcquired, advisory_key
 from .recycle import Recycle
 from .resource import AsyncResource, BaseResource, Resource
 
@@ -32,6 +33,9 @@ __all__ = [
     "ConnectionMetadata",
     "ConnectionPool",
     "Error",
+    "Leadership",
+    "LeadershipLost",
+    "LeadershipNotAcquired",
     "Pool",
     "PoolClosed",
     "PoolError",
@@ -44,6 +48,7 @@ __all__ = [
     "TooManyRequests",
     "WrongPoolError",
     "__version__",
+    "advisory_key",
 ]
 
 __version__ = "0.1.0"

@@ -179,6 +179,7 @@ class PoolBase(Generic[C]):
             s: dict[str, Any] = self._core.stats()
             s.update(self._counters)
         s["requests"] = s["hits"] + s["waits"]
+        s["dedicated"] = getattr(self, "_dedicated", 0)
         s["name"] = self._name
         s["closed"] = self._closed
         return s

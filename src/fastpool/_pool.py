@@ -28,6 +28,7 @@ from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import PsycopgDriver
 from ._validate import check_duration, check_sizes
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
+from .leadership import Leadership, LeadershipNotAcquired, LockKey
 from .recycle import Recycle
 from .resource import Driver, ResourceDriver
 
@@ -54,6 +55,8 @@ class BasePool(PoolBase[C]):
     ) -> None:
         super().__init__(make_driver, threading.Lock(), **options)
         self._maint = Maintenance(self._name, self._num_workers)
+        self._leaders: dict[Any, weakref.ReferenceType[Leadership]] = {}
+        self._dedicated = 0
         if start:
             self._start(eager=open)
 
@@ -132,6 +135,72 @@ class BasePool(PoolBase[C]):
                 self._lent[id(conn)] = e
             raise WrongPoolError(f"this connection was not lent by {self._name} (or was already returned)")
         self._put(e)
+
+    def leadership(
+        self,
+        key: LockKey,
+        *,
+        dedicated: bool = False,
+        heartbeat: float | None = None,
+        on_lost: Callable[[Leadership, BaseException], None] | None = None,
+        timeout: float | None = None,
+    ) -> Leadership:
+        """Return a guard on the advisory lock ``key``, acquired by ``with`` (see ``fastpool.leadership``).
+
+        The lock is held on one connection of the pool (counted in
+        ``max_size``), or, with ``dedicated=True``, on a connection opened for
+        it outside ``max_size``.  ``heartbeat`` seconds: a pool worker checks
+        the lock that often and calls ``on_lost(guard, error)`` once if it is
+        gone.  ``timeout`` bounds getting the connection.
+        """
+        if not isinstance(self._driver, PsycopgDriver):
+            raise TypeError("leadership needs a pool of psycopg connections")
+        return Leadership(
+            self, key, dedicated=dedicated, heartbeat=heartbeat, on_lost=on_lost, timeout=timeout
+        )
+
+    def try_leadership(self, key: LockKey, **options: Any) -> Leadership | None:
+        """Return an acquired guard on ``key``, or None if another session leads (same options)."""
+        lead = self.leadership(key, **options)
+        try:
+            return lead.acquire()
+        except LeadershipNotAcquired:
+            return None
+
+    def _leaders_claim(self, lead: Leadership) -> bool:
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            ref = self._leaders.get(lead.key)
+            other = ref() if ref is not None else None
+            if other is not None and other is not lead and other._state in (0, 1):
+                return False
+            self._leaders[lead.key] = weakref.ref(lead)
+            return True
+
+    def _leaders_drop(self, lead: Leadership) -> None:
+        with self._lock:
+            ref = self._leaders.get(lead.key)
+            if ref is not None and ref() in (lead, None):
+                del self._leaders[lead.key]
+
+    def _open_dedicated(self) -> Any:
+        """Open a connection outside ``max_size`` (``after_connect`` runs on it)."""
+        conn = self._driver.connect()
+        try:
+            if self._after_connect is not None:
+                self._after_connect(conn, META_NEW)
+        except BaseException:
+            self._close_conn(conn)
+            raise
+        with self._lock:
+            self._dedicated += 1
+        return conn
+
+    def _close_dedicated(self, conn: Any) -> None:
+        self._close_conn(conn)
+        with self._lock:
+            self._dedicated -= 1
 
     def open(self, wait: bool = True, timeout: float | None = None) -> None:
         """Start the pool if it is not started (idempotent); with ``wait``, open connections now.
@@ -219,6 +288,10 @@ class BasePool(PoolBase[C]):
         deadline = monotonic() + max(0.0, timeout)
         while self._core.in_use and monotonic() < deadline:
             sleep(0.005)
+        with self._lock:
+            leaders = [lead for ref in self._leaders.values() if (lead := ref()) is not None]
+        for lead in leaders:  # still leading after the timeout: close their sessions, set lost
+            lead._force_lost()
         if self._core.in_use:
             logger.warning(
                 "%s closed with %d connection(s) still in use; they will be closed when returned",
