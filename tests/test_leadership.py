@@ -180,6 +180,7 @@ def test_advisory_key_is_stable_and_matches_sql(admin: Any) -> None:
             env={**os.environ, "PYTHONHASHSEED": seed},
             capture_output=True,
             text=True,
+            check=True,
         ).stdout.strip()
         for seed in ("1", "2", "random")
     }
