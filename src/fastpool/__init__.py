@@ -16,7 +16,7 @@ from ._options import PoolOptions
 from ._pool import BasePool, Pool, PooledConnection, ResourcePool
 from ._psycopg_pool import AsyncConnectionPool, ConnectionPool
 from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
-from .leadership import Leadership, LeadershipLost, LeadershipNotAcquired, advisory_key
+from .leadership import AsyncLeadership, Leadership, LeadershipLost, LeadershipNotAcquired, advisory_key
 from .recycle import Recycle
 from .resource import AsyncResource, BaseResource, Resource
 
@@ -24,6 +24,7 @@ __all__ = [
     "IMPLEMENTATION",
     "AsyncBasePool",
     "AsyncConnectionPool",
+    "AsyncLeadership",
     "AsyncPool",
     "AsyncPooledConnection",
     "AsyncResource",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -39,6 +40,7 @@ from ._meta import META_NEW, ConnectionMetadata
 from ._psycopg import AsyncPsycopgDriver
 from ._validate import check_sizes
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
+from .leadership import AsyncLeadership, LeadershipNotAcquired, LockKey
 from .recycle import Recycle
 from .resource import AsyncResourceDriver, Driver
 
@@ -79,6 +81,8 @@ class AsyncBasePool(PoolBase[C]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._orphans: SimpleQueue[Any] = SimpleQueue()
         self._connect_slots: asyncio.Semaphore | None = None
+        self._leaders: dict[Any, weakref.ReferenceType[Any]] = {}
+        self._dedicated = 0
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -142,6 +146,9 @@ class AsyncBasePool(PoolBase[C]):
         deadline = monotonic() + max(0.0, timeout)
         while self._core.in_use and monotonic() < deadline:
             await asyncio.sleep(0.005)
+        for lead in [ref() for ref in list(self._leaders.values())]:
+            if lead is not None:  # still leading after the timeout: close their sessions, set lost
+                lead._force_lost()
         if self._core.in_use:
             logger.warning(
                 "%s closed with %d connection(s) still in use; they will be closed when returned",
@@ -244,6 +251,40 @@ class AsyncBasePool(PoolBase[C]):
                 raise
             else:
                 self._put_raw(e)
+
+    # -- leadership ----------------------------------------------------------------------
+
+    def _leaders_claim(self, lead: Any) -> bool:
+        if self._closed and self._opened:
+            raise self._closed_error()
+        ref = self._leaders.get(lead.key)
+        other = ref() if ref is not None else None
+        if other is not None and other is not lead and other._state in (0, 1):
+            return False
+        self._leaders[lead.key] = weakref.ref(lead)
+        return True
+
+    def _leaders_drop(self, lead: Any) -> None:
+        ref = self._leaders.get(lead.key)
+        if ref is not None and ref() in (lead, None):
+            del self._leaders[lead.key]
+
+    async def _open_dedicated(self) -> Any:
+        if self._loop is not _running_loop():
+            self._bind()
+        conn = await self._driver.connect()
+        try:
+            if self._after_connect is not None:
+                await _maybe_await(self._after_connect(conn, META_NEW))
+        except BaseException:
+            self._close_later([conn])
+            raise
+        self._dedicated += 1
+        return conn
+
+    def _close_dedicated(self, conn: Any) -> None:
+        self._dedicated -= 1
+        self._close_later([conn])
 
     # -- acquire ---------------------------------------------------------------------------
 
@@ -665,6 +706,28 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
         """Create a pool that starts on the loop of its first use (sqlx ``connect_lazy``)."""
         options["open"] = False
         return cls(conninfo, **options)
+
+    def leadership(
+        self,
+        key: LockKey,
+        *,
+        dedicated: bool = False,
+        heartbeat: float | None = None,
+        on_lost: Callable[[AsyncLeadership, BaseException], Any] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncLeadership:
+        """Return a guard on the advisory lock ``key``, taken by ``async with`` (as ``Pool.leadership``)."""
+        return AsyncLeadership(
+            self, key, dedicated=dedicated, heartbeat=heartbeat, on_lost=on_lost, timeout=timeout
+        )
+
+    async def try_leadership(self, key: LockKey, **options: Any) -> AsyncLeadership | None:
+        """Return an acquired guard on ``key``, or None if another session leads."""
+        lead = self.leadership(key, **options)
+        try:
+            return await lead.acquire()
+        except LeadershipNotAcquired:
+            return None
 
     @property
     def recycle(self) -> Recycle:

@@ -22,6 +22,7 @@ or a fencing token (bump an epoch row in the same transaction as the work).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
@@ -39,7 +40,14 @@ from .errors import Error
 if TYPE_CHECKING:
     from ._pool import BasePool
 
-__all__ = ["Leadership", "LeadershipLost", "LeadershipNotAcquired", "LockKey", "advisory_key"]
+__all__ = [
+    "AsyncLeadership",
+    "Leadership",
+    "LeadershipLost",
+    "LeadershipNotAcquired",
+    "LockKey",
+    "advisory_key",
+]
 
 logger = logging.getLogger("fastpool")
 
@@ -404,3 +412,274 @@ def _heartbeat_job(ref: weakref.ReferenceType[Leadership]) -> Callable[[], None]
         lead._pool._maint.later(lead._heartbeat or 1.0, job)
 
     return job
+
+
+async def _aone(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    cur = await conn.execute(sql, params, prepare=False)
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+class AsyncLeadership:
+    """:class:`Leadership` on an :class:`~fastpool.AsyncPool`: ``async with``, awaited I/O.
+
+    Cancelled while unlocking, the guard closes its connection hard (the
+    server drops the lock) and re-raises; nothing is shielded.  ``lost`` is an
+    ``asyncio.Event``; the heartbeat is a task on the pool's loop.
+    """
+
+    _after_try_lock: Callable[[], None] | None = None  # test hook: fault injection after the query
+
+    def __init__(
+        self,
+        pool: Any,
+        key: LockKey,
+        *,
+        dedicated: bool = False,
+        heartbeat: float | None = None,
+        on_lost: Callable[[AsyncLeadership, BaseException], Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.key = normalize_key(key)
+        if heartbeat is not None and not heartbeat > 0:
+            raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat}")
+        if on_lost is not None and not callable(on_lost):
+            raise TypeError("on_lost must be callable or None")
+        self._pool = pool
+        self._dedicated = bool(dedicated)
+        self._heartbeat = heartbeat
+        self._on_lost = on_lost
+        self._timeout = timeout
+        self.lost = asyncio.Event()
+        self.backend_pid: int | None = None
+        self._entry: Any = None
+        self._conn: Any = None
+        self._guard = asyncio.Lock()
+        self._lent = False
+        self._state = 0
+        self._notified = False
+        self._beat: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> AsyncLeadership:
+        """Take the lock now; raise :class:`LeadershipNotAcquired` if another session holds it."""
+        if self._state:
+            raise RuntimeError("a Leadership guard can be acquired once")
+        pool = self._pool
+        if not pool._leaders_claim(self):
+            raise LeadershipNotAcquired(self.key)
+        try:
+            got = await self._try_lock()
+        except BaseException:
+            pool._leaders_drop(self)
+            raise
+        if not got:
+            pool._leaders_drop(self)
+            raise LeadershipNotAcquired(self.key)
+        self._state = 1
+        if self._heartbeat is not None:
+            self._beat = pool._spawn(self._heartbeat_loop())
+        logger.info("%s: leadership %r acquired (backend pid %s)", pool._name, self.key, self.backend_pid)
+        return self
+
+    async def _try_lock(self) -> bool:
+        pool = self._pool
+        if self._dedicated:
+            conn = await pool._open_dedicated()
+        else:
+            self._entry = await pool._get(self._timeout)
+            conn = self._entry.conn
+        self._conn = conn
+        sent = False
+        try:
+            if conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raise psycopg.OperationalError("the connection is not idle")
+            await conn.set_autocommit(True)
+            sql, params = _fn_sql("pg_try_advisory_lock", self.key)
+            sent = True
+            got = bool(await _aone(conn, sql, params))
+            if self._after_try_lock is not None:
+                self._after_try_lock()
+            self.backend_pid = conn.info.backend_pid
+        except BaseException:
+            self._drop_connection("the try-lock was interrupted" if sent else "the connection was not usable")
+            raise
+        if got:
+            if self._entry is not None:
+                self._entry.locks_held += 1
+            return True
+        await self._give_back()
+        return False
+
+    async def release(self) -> None:
+        """Unlock on the same session and give the connection back; idempotent.
+
+        A false unlock or an error closes the connection and sets ``lost``;
+        cancellation closes it too, then propagates.
+        """
+        if self._state != 1:
+            return
+        self._state = 2
+        self._pool._leaders_drop(self)
+        if self._beat is not None:
+            self._beat.cancel()
+        conn = self._conn
+        try:
+            async with self._guard:
+                if conn.closed or conn.broken:
+                    self.lost.set()
+                    self._drop_connection("its session is gone")
+                    return
+                if conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    await conn.rollback()
+                await conn.set_autocommit(True)
+                sql, params = _fn_sql("pg_advisory_unlock", self.key)
+                ok = bool(await _aone(conn, sql, params))
+                if self._lent:
+                    await _aone(conn, "SELECT pg_advisory_unlock_all()")
+        except BaseException as exc:
+            self.lost.set()
+            logger.warning("%s: releasing leadership %r failed (%r); closing its connection",
+                           self._pool._name, self.key, exc)  # fmt: skip
+            self._drop_connection("the unlock failed or was cancelled")
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if not ok:
+            self.lost.set()
+            logger.warning("%s: leadership %r was not held at release; closing its connection",
+                           self._pool._name, self.key)  # fmt: skip
+            self._drop_connection("the unlock returned false")
+            return
+        if self._entry is not None:
+            self._entry.locks_held -= 1
+        await self._give_back()
+
+    async def _give_back(self) -> None:
+        if self._entry is not None:
+            e, self._entry = self._entry, None
+            await self._pool._put(e)
+        elif self._conn is not None:
+            self._pool._close_dedicated(self._conn)
+        self._conn = None
+
+    def _drop_connection(self, why: str) -> None:
+        """Close the lock's connection (in a pool task, never returned); free its slot now."""
+        logger.debug("%s: closing the leadership connection: %s", self._pool._name, why)
+        if self._entry is not None:
+            e, self._entry = self._entry, None
+            e.locks_held = 0
+            self._pool._discard(e)
+        elif self._conn is not None:
+            self._pool._close_dedicated(self._conn)
+        self._conn = None
+
+    async def check(self) -> None:
+        """Verify on the lock's session that the lock is still held; raise :class:`LeadershipLost`."""
+        if self._state != 1:
+            raise LeadershipLost(self.key)
+        cause: BaseException | None = None
+        async with self._guard:
+            try:
+                held = bool(await _aone(self._conn, _EXISTS_SQL, lock_parts(self.key)))
+            except Exception as exc:
+                held, cause = False, exc
+            if held:
+                return
+            self._state = 2
+            self._pool._leaders_drop(self)
+            self.lost.set()
+            self._drop_connection("the lock is no longer held")
+        err = LeadershipLost(self.key, cause)
+        await self._notify_lost(err)
+        raise err
+
+    async def is_held(self) -> bool:
+        """Like :meth:`check`, returning a bool instead of raising."""
+        try:
+            await self.check()
+        except LeadershipLost:
+            return False
+        return True
+
+    async def _notify_lost(self, exc: BaseException) -> None:
+        if self._notified or self._on_lost is None:
+            return
+        self._notified = True
+        try:
+            result = self._on_lost(self, exc)
+            if hasattr(result, "__await__"):
+                await result
+        except Exception:
+            logger.exception("%s: error in on_lost", self._pool._name)
+
+    async def _heartbeat_loop(self) -> None:
+        assert self._heartbeat is not None
+        while self._state == 1:
+            await asyncio.sleep(self._heartbeat)
+            if self._state != 1 or self._guard.locked():
+                continue
+            try:
+                await self.check()
+            except LeadershipLost:
+                return
+
+    def connection(self) -> Any:
+        """Borrow the lock's session exclusively (``async with lead.connection() as conn``)."""
+        return _LeaderSession(self)
+
+    def _force_lost(self) -> None:
+        if self._state != 1:
+            return
+        self._state = 2
+        self.lost.set()
+        if self._beat is not None:
+            self._beat.cancel()
+        self._pool._leaders_drop(self)
+        self._drop_connection("the pool was closed")
+
+    async def __aenter__(self) -> AsyncLeadership:
+        return await self.acquire() if self._state == 0 else self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.release()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", 0) != 1:
+            return
+        self._state = 2
+        warnings.warn(
+            f"leadership {self.key!r} was never released; its connection is closed",
+            ResourceWarning,
+            stacklevel=1,
+        )
+        if self._entry is not None:
+            self._pool._orphaned(self._entry)
+
+    def __repr__(self) -> str:
+        state = ("new", "held", "released")[self._state]
+        return f"<fastpool.AsyncLeadership {self.key!r} {state} pid={self.backend_pid}>"
+
+
+class _LeaderSession:
+    __slots__ = ("_lead",)
+
+    def __init__(self, lead: AsyncLeadership) -> None:
+        self._lead = lead
+
+    async def __aenter__(self) -> Any:
+        lead = self._lead
+        await lead._guard.acquire()
+        if lead._state != 1:
+            lead._guard.release()
+            raise LeadershipLost(lead.key)
+        lead._lent = True
+        return lead._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lead._guard.release()
+
+
+for _cls in (Leadership, AsyncLeadership):
+    _cls.__module__ = "fastpool"
