@@ -254,6 +254,30 @@ class AsyncBasePool(PoolBase[C]):
 
     # -- leadership ----------------------------------------------------------------------
 
+    def leadership(
+        self,
+        key: LockKey,
+        *,
+        dedicated: bool = False,
+        heartbeat: float | None = None,
+        on_lost: Callable[[AsyncLeadership, BaseException], Any] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncLeadership:
+        """Return a guard on the advisory lock ``key``, taken by ``async with`` (as ``Pool.leadership``)."""
+        if not isinstance(self._driver, AsyncPsycopgDriver):
+            raise TypeError("leadership needs a pool of psycopg connections")
+        return AsyncLeadership(
+            self, key, dedicated=dedicated, heartbeat=heartbeat, on_lost=on_lost, timeout=timeout
+        )
+
+    async def try_leadership(self, key: LockKey, **options: Any) -> AsyncLeadership | None:
+        """Return an acquired guard on ``key``, or None if another session leads."""
+        lead = self.leadership(key, **options)
+        try:
+            return await lead.acquire()
+        except LeadershipNotAcquired:
+            return None
+
     def _leaders_claim(self, lead: Any) -> bool:
         if self._closed and self._opened:
             raise self._closed_error()
@@ -706,28 +730,6 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
         """Create a pool that starts on the loop of its first use (sqlx ``connect_lazy``)."""
         options["open"] = False
         return cls(conninfo, **options)
-
-    def leadership(
-        self,
-        key: LockKey,
-        *,
-        dedicated: bool = False,
-        heartbeat: float | None = None,
-        on_lost: Callable[[AsyncLeadership, BaseException], Any] | None = None,
-        timeout: float | None = None,
-    ) -> AsyncLeadership:
-        """Return a guard on the advisory lock ``key``, taken by ``async with`` (as ``Pool.leadership``)."""
-        return AsyncLeadership(
-            self, key, dedicated=dedicated, heartbeat=heartbeat, on_lost=on_lost, timeout=timeout
-        )
-
-    async def try_leadership(self, key: LockKey, **options: Any) -> AsyncLeadership | None:
-        """Return an acquired guard on ``key``, or None if another session leads."""
-        lead = self.leadership(key, **options)
-        try:
-            return await lead.acquire()
-        except LeadershipNotAcquired:
-            return None
 
     @property
     def recycle(self) -> Recycle:
