@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -81,8 +80,6 @@ class AsyncBasePool(PoolBase[C]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._orphans: SimpleQueue[Any] = SimpleQueue()
         self._connect_slots: asyncio.Semaphore | None = None
-        self._leaders: dict[Any, weakref.ReferenceType[Any]] = {}
-        self._dedicated = 0
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -277,21 +274,6 @@ class AsyncBasePool(PoolBase[C]):
             return await lead.acquire()
         except LeadershipNotAcquired:
             return None
-
-    def _leaders_claim(self, lead: Any) -> bool:
-        if self._closed and self._opened:
-            raise self._closed_error()
-        ref = self._leaders.get(lead.key)
-        other = ref() if ref is not None else None
-        if other is not None and other is not lead and other._state in (0, 1):
-            return False
-        self._leaders[lead.key] = weakref.ref(lead)
-        return True
-
-    def _leaders_drop(self, lead: Any) -> None:
-        ref = self._leaders.get(lead.key)
-        if ref is not None and ref() in (lead, None):
-            del self._leaders[lead.key]
 
     async def _open_dedicated(self) -> Any:
         if self._loop is not _running_loop():

@@ -144,6 +144,8 @@ class PoolBase(Generic[C]):
         self._reconnect_failed: Callable[[Any], None] | None = None
         self._failing_since: float | None = None
         self._opened = False
+        self._leaders: dict[Any, weakref.ReferenceType[Any]] = {}  # live leadership guards by key
+        self._dedicated = 0  # connections opened for leadership outside max_size
 
     @property
     def name(self) -> str:
@@ -179,7 +181,7 @@ class PoolBase(Generic[C]):
             s: dict[str, Any] = self._core.stats()
             s.update(self._counters)
         s["requests"] = s["hits"] + s["waits"]
-        s["dedicated"] = getattr(self, "_dedicated", 0)
+        s["dedicated"] = self._dedicated
         s["name"] = self._name
         s["closed"] = self._closed
         return s
@@ -215,6 +217,24 @@ class PoolBase(Generic[C]):
         err = PoolTimeout(f"couldn't get a connection after {timeout:.3g} s: timed out {phase}")
         err.__cause__ = cause
         return err
+
+    def _leaders_claim(self, lead: Any) -> bool:
+        """Register ``lead`` as this process's holder of its key; False if another live guard is."""
+        with self._lock:
+            if self._closed and self._opened:
+                raise self._closed_error()
+            ref = self._leaders.get(lead.key)
+            other = ref() if ref is not None else None
+            if other is not None and other is not lead and other._state in (0, 1):
+                return False
+            self._leaders[lead.key] = weakref.ref(lead)
+            return True
+
+    def _leaders_drop(self, lead: Any) -> None:
+        with self._lock:
+            ref = self._leaders.get(lead.key)
+            if ref is not None and ref() in (lead, None):
+                del self._leaders[lead.key]
 
     def _note_connect_failure(self, exc: BaseException, retry: bool) -> tuple[Any, int, float, bool]:
         """Book a failed connect: (waiter to fail or None, connects to retry, backoff delay, gave up).

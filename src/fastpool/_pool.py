@@ -55,8 +55,6 @@ class BasePool(PoolBase[C]):
     ) -> None:
         super().__init__(make_driver, threading.Lock(), **options)
         self._maint = Maintenance(self._name, self._num_workers)
-        self._leaders: dict[Any, weakref.ReferenceType[Leadership]] = {}
-        self._dedicated = 0
         if start:
             self._start(eager=open)
 
@@ -166,23 +164,6 @@ class BasePool(PoolBase[C]):
             return lead.acquire()
         except LeadershipNotAcquired:
             return None
-
-    def _leaders_claim(self, lead: Leadership) -> bool:
-        with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            ref = self._leaders.get(lead.key)
-            other = ref() if ref is not None else None
-            if other is not None and other is not lead and other._state in (0, 1):
-                return False
-            self._leaders[lead.key] = weakref.ref(lead)
-            return True
-
-    def _leaders_drop(self, lead: Leadership) -> None:
-        with self._lock:
-            ref = self._leaders.get(lead.key)
-            if ref is not None and ref() in (lead, None):
-                del self._leaders[lead.key]
 
     def _open_dedicated(self) -> Any:
         """Open a connection outside ``max_size`` (``after_connect`` runs on it)."""
