@@ -131,27 +131,19 @@ def _one(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return row[0] if row else None
 
 
-class Leadership:
-    """A guard on a PostgreSQL advisory lock; see the module docstring.
-
-    Use it as a context manager (``__enter__`` acquires and raises
-    :class:`LeadershipNotAcquired` if another session leads), or take one
-    already acquired from ``pool.try_leadership()``.  ``release()`` is
-    idempotent and never raises for lock problems, so ``__exit__`` never masks
-    the body's exception.
-    """
+class _GuardBase:
+    """What the sync and async guards share: key, options, state, dropping the session."""
 
     _after_try_lock: Callable[[], None] | None = None  # test hook: fault injection after the query
 
     def __init__(
         self,
-        pool: BasePool[Any],
+        pool: Any,
         key: LockKey,
-        *,
-        dedicated: bool = False,
-        heartbeat: float | None = None,
-        on_lost: Callable[[Leadership, BaseException], None] | None = None,
-        timeout: float | None = None,
+        dedicated: bool,
+        heartbeat: float | None,
+        on_lost: Callable[..., Any] | None,
+        timeout: float | None,
     ) -> None:
         self.key = normalize_key(key)
         if heartbeat is not None and not heartbeat > 0:
@@ -163,16 +155,52 @@ class Leadership:
         self._heartbeat = heartbeat
         self._on_lost = on_lost
         self._timeout = timeout
-        self.lost = threading.Event()
         self.backend_pid: int | None = None
         self._entry: Any = None  # the pool entry (pooled) ...
         self._conn: Any = None  # ... or the connection (dedicated)
-        self._guard = threading.RLock()  # exclusive use of the session
         self._lent = False
         self._state = 0  # 0 new, 1 held, 2 released
         self._notified = False
 
-    # -- acquire -------------------------------------------------------------------
+    def _drop_connection(self, why: str) -> None:
+        """Close the lock's connection (never return it) and free its slot."""
+        logger.debug("%s: closing the leadership connection: %s", self._pool._name, why)
+        if self._entry is not None:
+            e, self._entry = self._entry, None
+            e.locks_held = 0
+            self._pool._discard(e)
+        elif self._conn is not None:
+            self._pool._close_dedicated(self._conn)
+        self._conn = None
+
+    def __repr__(self) -> str:
+        state = ("new", "held", "released")[self._state]
+        return f"<fastpool.{type(self).__name__} {self.key!r} {state} pid={self.backend_pid}>"
+
+
+class Leadership(_GuardBase):
+    """A guard on a PostgreSQL advisory lock; see the module docstring.
+
+    Use it as a context manager (``__enter__`` acquires and raises
+    :class:`LeadershipNotAcquired` if another session leads), or take one
+    already acquired from ``pool.try_leadership()``.  ``release()`` is
+    idempotent and never raises for lock problems, so ``__exit__`` never masks
+    the body's exception.
+    """
+
+    def __init__(
+        self,
+        pool: BasePool[Any],
+        key: LockKey,
+        *,
+        dedicated: bool = False,
+        heartbeat: float | None = None,
+        on_lost: Callable[[Leadership, BaseException], None] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(pool, key, dedicated, heartbeat, on_lost, timeout)
+        self.lost = threading.Event()
+        self._guard = threading.RLock()  # exclusive use of the session
 
     def acquire(self) -> Leadership:
         """Take the lock now; raise :class:`LeadershipNotAcquired` if another session holds it."""
@@ -278,18 +306,6 @@ class Leadership:
             self._pool._close_dedicated(self._conn)
         self._conn = None
 
-    def _drop_connection(self, why: str) -> None:
-        """Close the lock's connection (never return it) and free its slot."""
-        logger.debug("%s: closing the leadership connection: %s", self._pool._name, why)
-        if self._entry is not None:
-            e, self._entry = self._entry, None
-            self._pool._discard(e)
-        elif self._conn is not None:
-            self._pool._close_dedicated(self._conn)
-        self._conn = None
-
-    # -- loss detection --------------------------------------------------------------------
-
     def check(self) -> None:
         """Verify on the lock's session that the lock is still held; raise :class:`LeadershipLost`.
 
@@ -385,10 +401,6 @@ class Leadership:
         elif self._conn is not None:
             pool._maint.submit(_close_job(pool, self._conn))
 
-    def __repr__(self) -> str:
-        state = ("new", "held", "released")[self._state]
-        return f"<fastpool.Leadership {self.key!r} {state} pid={self.backend_pid}>"
-
 
 def _close_job(pool: Any, conn: Any) -> Callable[[], None]:
     """A job closing a dedicated connection on a pool worker."""
@@ -420,15 +432,13 @@ async def _aone(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return row[0] if row else None
 
 
-class AsyncLeadership:
+class AsyncLeadership(_GuardBase):
     """:class:`Leadership` on an :class:`~fastpool.AsyncPool`: ``async with``, awaited I/O.
 
     Cancelled while unlocking, the guard closes its connection hard (the
     server drops the lock) and re-raises; nothing is shielded.  ``lost`` is an
     ``asyncio.Event``; the heartbeat is a task on the pool's loop.
     """
-
-    _after_try_lock: Callable[[], None] | None = None  # test hook: fault injection after the query
 
     def __init__(
         self,
@@ -440,24 +450,9 @@ class AsyncLeadership:
         on_lost: Callable[[AsyncLeadership, BaseException], Any] | None = None,
         timeout: float | None = None,
     ) -> None:
-        self.key = normalize_key(key)
-        if heartbeat is not None and not heartbeat > 0:
-            raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat}")
-        if on_lost is not None and not callable(on_lost):
-            raise TypeError("on_lost must be callable or None")
-        self._pool = pool
-        self._dedicated = bool(dedicated)
-        self._heartbeat = heartbeat
-        self._on_lost = on_lost
-        self._timeout = timeout
+        super().__init__(pool, key, dedicated, heartbeat, on_lost, timeout)
         self.lost = asyncio.Event()
-        self.backend_pid: int | None = None
-        self._entry: Any = None
-        self._conn: Any = None
         self._guard = asyncio.Lock()
-        self._lent = False
-        self._state = 0
-        self._notified = False
         self._beat: asyncio.Task[None] | None = None
 
     async def acquire(self) -> AsyncLeadership:
@@ -562,17 +557,6 @@ class AsyncLeadership:
             self._pool._close_dedicated(self._conn)
         self._conn = None
 
-    def _drop_connection(self, why: str) -> None:
-        """Close the lock's connection (in a pool task, never returned); free its slot now."""
-        logger.debug("%s: closing the leadership connection: %s", self._pool._name, why)
-        if self._entry is not None:
-            e, self._entry = self._entry, None
-            e.locks_held = 0
-            self._pool._discard(e)
-        elif self._conn is not None:
-            self._pool._close_dedicated(self._conn)
-        self._conn = None
-
     async def check(self) -> None:
         """Verify on the lock's session that the lock is still held; raise :class:`LeadershipLost`."""
         if self._state != 1:
@@ -656,10 +640,6 @@ class AsyncLeadership:
         )
         if self._entry is not None:
             self._pool._orphaned(self._entry)
-
-    def __repr__(self) -> str:
-        state = ("new", "held", "released")[self._state]
-        return f"<fastpool.AsyncLeadership {self.key!r} {state} pid={self.backend_pid}>"
 
 
 class _LeaderSession:
