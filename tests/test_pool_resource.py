@@ -579,3 +579,13 @@ def test_interrupt_while_waiting_leaks_nothing(make: Any, ctx: Ctx) -> None:
     assert s["idle"] == 1, "the returned connection was not handed to the interrupted caller"
     with pool.connection(timeout=1):
         pass
+
+
+def test_huge_timeout_is_accepted(make: Any) -> None:
+    pool = make(max_size=1, acquire_timeout=1e12)
+    held = pool.acquire()
+    t = threading.Timer(0.1, held.release)
+    t.start()
+    with pool.connection():  # waits (longer than threading.TIMEOUT_MAX allows in one call)
+        pass
+    t.join()

@@ -40,6 +40,7 @@ __all__ = ["BasePool", "Pool", "PoolSettings", "PooledConnection", "ResourcePool
 logger = logging.getLogger("fastpool")
 
 _allocate_lock = threading.Lock
+_TIMEOUT_MAX = threading.TIMEOUT_MAX  # a lock wait longer than this raises OverflowError
 
 
 class BasePool(PoolBase[C]):
@@ -355,7 +356,11 @@ class BasePool(PoolBase[C]):
         core = self._core
         try:
             remaining = deadline - now
-            got = w.handle.acquire(True, remaining) if remaining > 0 else w.handle.acquire(False)
+            got = (
+                w.handle.acquire(True, min(remaining, _TIMEOUT_MAX))
+                if remaining > 0
+                else w.handle.acquire(False)
+            )
         except BaseException:
             with self._lock:
                 e = core.cancel_wait(w)
