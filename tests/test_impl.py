@@ -49,3 +49,28 @@ def test_default_is_compiled_when_built() -> None:
 def test_unknown_twin_name() -> None:
     with pytest.raises(ValueError, match="unknown core"):
         _impl.load("rust")  # type: ignore[arg-type]
+
+
+def test_bench_cli_quick_runs(dsn: str) -> None:
+    """``python -m fastpool bench --quick`` prints a table of ratios (a smoke test, no timing asserted)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "fastpool", "bench", "--quick", "--dsn", dsn],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "vs fastpool[" in out and "borrow+return, psycopg, no query, 1 thread" in out
+    assert "async borrow+return" in out
+
+
+def test_bench_cli_without_a_database() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fastpool", "bench", "--quick", "--dsn", "host=127.0.0.1 port=1 password=s3cret"],  # noqa: E501
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "plain resource" in out and "skipped: every database shape" in out
+    assert "s3cret" not in out

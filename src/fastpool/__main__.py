@@ -105,15 +105,30 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fastpool", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="run the demo (the default command)")
+    b = sub.add_parser("bench", help="compare fastpool with the pools installed here (ratios)")
+    b.add_argument("--dsn", default=None, help="libpq connection string (never logged)")
+    b.add_argument("--quick", action="store_true", help="a short run (a smoke test, not a measurement)")
     for parser in (p, d):
         parser.add_argument("--dsn", default=None, help="libpq connection string (never logged)")
         parser.add_argument("--workers", type=int, default=8, help="borrowing threads (default 8)")
         parser.add_argument("--max-size", type=int, default=4, help="pool max_size (default 4)")
         parser.add_argument("--seconds", type=float, default=2.0, help="how long to run (default 2)")
     args = p.parse_args(argv)
+    dsn = args.dsn if args.dsn is not None else default_dsn()
+    if args.command == "bench":
+        from ._bench import run_bench
+
+        reachable: str | None = dsn
+        try:
+            psycopg.connect(dsn, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            print(
+                f"no database at {_where(dsn)} ({str(exc).strip().splitlines()[0]}): database shapes skipped"
+            )
+            reachable = None
+        return run_bench(reachable, args.quick)
     if args.workers < 1 or args.max_size < 1 or args.seconds <= 0:
         p.error("--workers and --max-size must be >= 1 and --seconds > 0")
-    dsn = args.dsn if args.dsn is not None else default_dsn()
     return demo(dsn, args.workers, args.max_size, args.seconds)
 
 
