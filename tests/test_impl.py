@@ -66,7 +66,15 @@ def test_bench_cli_quick_runs(dsn: str) -> None:
 
 def test_bench_cli_without_a_database() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "fastpool", "bench", "--quick", "--dsn", "host=127.0.0.1 port=1 password=s3cret"],  # noqa: E501
+        [
+            sys.executable,
+            "-m",
+            "fastpool",
+            "bench",
+            "--quick",
+            "--dsn",
+            "host=127.0.0.1 port=1 password=s3cret",
+        ],  # noqa: E501
         capture_output=True,
         text=True,
         timeout=300,
