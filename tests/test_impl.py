@@ -74,7 +74,7 @@ def test_bench_cli_without_a_database() -> None:
             "--quick",
             "--dsn",
             "host=127.0.0.1 port=1 password=s3cret",
-        ],  # noqa: E501
+        ],
         capture_output=True,
         text=True,
         timeout=300,
