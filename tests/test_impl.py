@@ -51,34 +51,20 @@ def test_unknown_twin_name() -> None:
         _impl.load("rust")  # type: ignore[arg-type]
 
 
+def _bench_cli(dsn: str) -> str:
+    """Run ``python -m fastpool bench --quick --dsn DSN``; return what it printed."""
+    cmd = [sys.executable, "-m", "fastpool", "bench", "--quick", "--dsn", dsn]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+
+
 def test_bench_cli_quick_runs(dsn: str) -> None:
     """``python -m fastpool bench --quick`` prints a table of ratios (a smoke test, no timing asserted)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "fastpool", "bench", "--quick", "--dsn", dsn],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    out = _bench_cli(dsn)
     assert "vs fastpool[" in out and "borrow+return, psycopg, no query, 1 thread" in out
     assert "async borrow+return" in out
 
 
 def test_bench_cli_without_a_database() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fastpool",
-            "bench",
-            "--quick",
-            "--dsn",
-            "host=127.0.0.1 port=1 password=s3cret",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    out = _bench_cli("host=127.0.0.1 port=1 password=s3cret")
     assert "plain resource" in out and "skipped: every database shape" in out
     assert "s3cret" not in out
