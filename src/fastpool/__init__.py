@@ -15,20 +15,35 @@ from ._meta import ConnectionMetadata
 from ._options import PoolOptions
 from ._pool import BasePool, Pool, PooledConnection, ResourcePool
 from ._psycopg_pool import AsyncConnectionPool, ConnectionPool
-from .errors import Error, PoolClosed, PoolError, PoolTimeout, TooManyRequests, WrongPoolError
+from .errors import (
+    Error,
+    OwnershipError,
+    OwnershipRevoked,
+    PoolClosed,
+    PoolError,
+    PoolTimeout,
+    SandboxError,
+    TooManyRequests,
+    WrongPoolError,
+)
 from .leadership import AsyncLeadership, Leadership, LeadershipLost, LeadershipNotAcquired, advisory_key
+from .ownership import AsyncOwnerHandle, AsyncOwnership, Mode, OwnerHandle, Ownership, Status
 from .recycle import Recycle
 from .resource import AsyncResource, BaseResource, Resource
+from .sandbox import AsyncSandbox, Sandbox
 
 __all__ = [
     "IMPLEMENTATION",
     "AsyncBasePool",
     "AsyncConnectionPool",
     "AsyncLeadership",
+    "AsyncOwnerHandle",
+    "AsyncOwnership",
     "AsyncPool",
     "AsyncPooledConnection",
     "AsyncResource",
     "AsyncResourcePool",
+    "AsyncSandbox",
     "BasePool",
     "BaseResource",
     "ConnectionMetadata",
@@ -37,6 +52,11 @@ __all__ = [
     "Leadership",
     "LeadershipLost",
     "LeadershipNotAcquired",
+    "Mode",
+    "OwnerHandle",
+    "Ownership",
+    "OwnershipError",
+    "OwnershipRevoked",
     "Pool",
     "PoolClosed",
     "PoolError",
@@ -46,6 +66,9 @@ __all__ = [
     "Recycle",
     "Resource",
     "ResourcePool",
+    "Sandbox",
+    "SandboxError",
+    "Status",
     "TooManyRequests",
     "WrongPoolError",
     "__version__",

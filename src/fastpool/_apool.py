@@ -139,6 +139,8 @@ class AsyncBasePool(PoolBase[C]):
         for w in self._core.close():
             w.error = PoolClosed(f"{self._name} was closed while waiting for a connection")
             _wake(w)
+        for own in list(self._ownerships):  # owners lose their pinned connections (SPEC 2.4.8)
+            await own._stop_all()
         self._close_doomed()
         deadline = monotonic() + max(0.0, timeout)
         while self._core.in_use and monotonic() < deadline:

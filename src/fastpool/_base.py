@@ -146,6 +146,7 @@ class PoolBase(Generic[C]):
         self._opened = False
         self._leaders: dict[Any, weakref.ReferenceType[Any]] = {}  # live leadership guards by key
         self._dedicated = 0  # connections opened for leadership outside max_size
+        self._ownerships: weakref.WeakSet[Any] = weakref.WeakSet()  # revoked when the pool closes
 
     @property
     def name(self) -> str:

@@ -266,6 +266,8 @@ class BasePool(PoolBase[C]):
                 w.error = PoolClosed(f"{self._name} was closed while waiting for a connection")
         for w in waiters:
             w.handle.release()
+        for own in list(self._ownerships):  # owners lose their pinned connections (SPEC 2.4.8)
+            own._stop_all()
         self._close_doomed()
         deadline = monotonic() + max(0.0, timeout)
         while self._core.in_use and monotonic() < deadline:

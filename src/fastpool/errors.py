@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import psycopg
 
-__all__ = ["Error", "PoolClosed", "PoolError", "PoolTimeout", "TooManyRequests", "WrongPoolError"]
+__all__ = [
+    "Error",
+    "OwnershipError",
+    "OwnershipRevoked",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "SandboxError",
+    "TooManyRequests",
+    "WrongPoolError",
+]
 
 
 class Error(Exception):
@@ -49,5 +59,23 @@ class TooManyRequests(PoolError):
 
 class WrongPoolError(Error, ValueError):
     """A connection was returned to a pool it does not belong to, or twice."""
+
+    __module__ = "fastpool"
+
+
+class OwnershipError(Error):
+    """No connection is owned by, allowed to, or shared with the caller (ownership pools)."""
+
+    __module__ = "fastpool"
+
+
+class OwnershipRevoked(OwnershipError):
+    """The connection being borrowed was taken away: its owner ended, checked in or timed out."""
+
+    __module__ = "fastpool"
+
+
+class SandboxError(Error):
+    """The sandbox transaction could not be started, or was ended behind the sandbox's back."""
 
     __module__ = "fastpool"
