@@ -573,6 +573,9 @@ async def test_256_tasks_race(apools: list[Any], actx: dict[str, Any]) -> None:
         (fastpool.Pool, fastpool.AsyncPool),
         (fastpool.ResourcePool, fastpool.AsyncResourcePool),
         (fastpool.ConnectionPool, fastpool.AsyncConnectionPool),
+        (fastpool.Ownership, fastpool.AsyncOwnership),
+        (fastpool.Sandbox, fastpool.AsyncSandbox),
+        (fastpool.OwnerHandle, fastpool.AsyncOwnerHandle),
     ],
 )
 def test_sync_and_async_surfaces_do_not_drift(sync_cls: type, async_cls: type) -> None:

@@ -264,7 +264,7 @@ def test_hooks_post_checkout_and_pre_checkin(make_pool: Any) -> None:
     own2 = Ownership(pool, mode=Mode.MANUAL, pre_checkin=pre)
     own2.checkout()
     pid = pid_of(own2)
-    discarded = pool.stats()["discarded"] if "discarded" in pool.stats() else None
+    discarded = pool.stats().get("discarded", None)
     with pytest.raises(RuntimeError, match="pre_checkin says no"):
         own2.checkin()
     assert reasons == ["checkin"]
@@ -450,5 +450,34 @@ def test_many_threads_race_on_one_owner(make_pool: Any) -> None:
     run_threads(worker, 16)
     assert worst[0] == 1  # never two borrowers at once
     owner.stop()
+    s = check_invariants(pool)
+    assert s["in_use"] == 0
+
+
+def test_ownership_log_records_changes(make_pool: Any, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="fastpool")
+    own = Ownership(make_pool(max_size=2), mode=Mode.MANUAL, ownership_log="info")
+    owner = own.start_owner(name="logged")
+    owner.stop()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "owner 'logged' checked out a connection in mode Mode.MANUAL" in text
+    assert "was allowed by owner 'logged'" in text
+    assert "lost connection" in text and "checked in" in text
+
+
+def test_backend_killed_under_an_owner(make_pool: Any, admin: Any) -> None:
+    pool = make_pool(max_size=2)
+    own = Ownership(pool, mode=Mode.MANUAL)
+    own.checkout()
+    pid = pid_of(own)
+    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError), own.connection() as conn:
+        conn.execute("SELECT 1")
+    with pytest.raises(OwnershipError):
+        pid_of(own)  # the dead connection was revoked (R1), not handed out again
+    assert own.stats()["owners"] == 0
+    assert own.checkout() is Status.OK
+    assert pid_of(own) != pid
+    own.checkin()
     s = check_invariants(pool)
     assert s["in_use"] == 0

@@ -33,6 +33,8 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
+from psycopg import pq
+
 from ._apool import AsyncBasePool
 from ._pool import BasePool
 from ._validate import check_duration
@@ -155,6 +157,8 @@ def _log_level(value: Any) -> int | None:
 
 
 _DEFAULT: Any = object()
+_PQ_OK = pq.ConnStatus.OK
+_PQ_UNKNOWN = (pq.TransactionStatus.ACTIVE, pq.TransactionStatus.UNKNOWN)
 _thread_watch = threading.local()
 
 
@@ -207,7 +211,16 @@ _WHY = {
     "timeout": "owner {owner} timed out because it owned the connection for longer than {t:g} s "
     "(ownership_timeout)",
     "stop": "the pool was closed, which checked in the connection of {owner}",
+    "broken": "the connection of {owner} broke (it was closed, or left in the middle of a query)",
 }
+
+
+def _unusable(conn: Any) -> bool:
+    """True when a borrow left the pinned connection in an unknown state (R1)."""
+    pg = getattr(conn, "pgconn", None)
+    if pg is None:
+        return bool(getattr(conn, "closed", False))
+    return bool(conn.closed) or pg.status != _PQ_OK or pg.transaction_status in _PQ_UNKNOWN
 
 
 class _OwnershipBase(Generic[C]):
@@ -872,13 +885,18 @@ class Ownership(_OwnershipBase[C]):
                 return False
             rec.holder = None
             if rec.revoked is None:
-                if rec.cond is not None:
-                    rec.cond.notify()
-                return False
+                if not _unusable(rec.conn):
+                    if rec.cond is not None:
+                        rec.cond.notify()
+                    return False
+                self._detach(rec, "broken")
+                broken = True
+            else:
+                broken = False
         e = self._take_entry(rec)
         if e is not None:
             self._pool._discard(e)
-        return True
+        return not broken
 
     # -- revocation ----------------------------------------------------------------------------
 
@@ -1172,18 +1190,23 @@ class AsyncOwnership(_OwnershipBase[C]):
         if rec.depth:
             return False
         rec.holder = None
+        broken = False
         if rec.revoked is None:
-            while rec.waiters:
-                fut, who = rec.waiters.popleft()
-                if not fut.done():
-                    rec.holder, rec.depth = who, 1  # direct hand-off: FIFO, no barging
-                    fut.set_result(True)
-                    break
-            return False
+            if not _unusable(rec.conn):
+                while rec.waiters:
+                    fut, who = rec.waiters.popleft()
+                    if not fut.done():
+                        rec.holder, rec.depth = who, 1  # direct hand-off: FIFO, no barging
+                        fut.set_result(True)
+                        break
+                return False
+            with self._lock:
+                self._detach(rec, "broken")
+            broken = True
         e = self._take_entry(rec)
         if e is not None:
             self._pool._discard(e)
-        return True
+        return not broken
 
     async def _settle(self, rec: _Checkout, reason: str, borrowed: bool) -> None:
         """Steps 2 and 3 of the revocation procedure (SPEC §2.4.5), after ``_detach``."""
