@@ -273,3 +273,50 @@ def test_with_conn_inside_a_borrow_does_not_close_it(make_pool: Any) -> None:
     with pool.connection() as conn2:
         assert conn2 is conn
     assert pool.stats()["discarded"] == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "autocommit",
+        "row_factory",
+        "isolation_level",
+        "read_only",
+        "deferrable",
+        "cursor_factory",
+        "prepare_threshold",
+        "notice_handler",
+        "notify_handler",
+    ],
+)
+def test_each_client_setting_alone_is_restored(make_pool: Any, change: str) -> None:
+    """The borrow path's unchanged-settings check must notice any single change (both twins)."""
+    pool = make_pool(max_size=1)
+    with pool.connection() as conn:
+        default_cursor = conn.cursor_factory
+    with pool.connection() as conn:
+        if change == "autocommit":
+            conn.autocommit = True
+        elif change == "row_factory":
+            conn.row_factory = dict_row  # type: ignore[assignment]
+        elif change == "isolation_level":
+            conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        elif change == "read_only":
+            conn.read_only = True
+        elif change == "deferrable":
+            conn.deferrable = True
+        elif change == "cursor_factory":
+            conn.cursor_factory = psycopg.ClientCursor
+        elif change == "prepare_threshold":
+            conn.prepare_threshold = 1
+        elif change == "notice_handler":
+            conn.add_notice_handler(lambda d: None)
+        else:
+            conn.add_notify_handler(lambda n: None)
+    with pool.connection() as conn:
+        assert conn.autocommit is False
+        assert conn.execute("SELECT 1 AS x").fetchone() == (1,)
+        assert conn.isolation_level is None and conn.read_only is None and conn.deferrable is None
+        assert conn.cursor_factory is default_cursor
+        assert conn.prepare_threshold == 5
+        assert conn._notice_handlers == [] and conn._notify_handlers == []

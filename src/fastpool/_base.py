@@ -100,6 +100,7 @@ class PoolBase(Generic[C]):
         self._lock = lock
         self._num_workers = num_workers
         core_mod = _impl.core
+        self._core_mod = core_mod
         self._waiter_cls = core_mod.Waiter
         self._core = core_mod.PoolCore(
             max_size,

@@ -9,6 +9,8 @@ per-operation allocation on the hot path).
 """
 
 cimport cython
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from collections import deque
 
 __all__ = [
@@ -22,7 +24,16 @@ __all__ = [
     "WAITER_FAILED",
     "WAITER_SERVED",
     "WAITER_WAITING",
+    "GET_ADMIT",
+    "GET_PLAIN",
+    "GET_PROBE",
+    "PUT_PLAIN",
+    "PUT_PSYCOPG",
+    "PUT_SLOW",
+    "Borrow",
+    "ClientState",
     "Entry",
+    "FastPath",
     "PoolCore",
     "Waiter",
 ]
@@ -46,6 +57,21 @@ cdef extern from *:
     #endif
     """
     int fastpool_readable(long long fd) nogil
+
+cdef extern from *:
+    """
+    #ifndef _WIN32
+    #include <time.h>
+    static double fastpool_monotonic(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return -1.0;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    #else
+    static double fastpool_monotonic(void) { return -1.0; }
+    #endif
+    """
+    double fastpool_monotonic() nogil
 
 from libc.errno cimport errno
 import os as _os
@@ -586,3 +612,249 @@ cdef class PoolCore:
             "discarded": self.n_discarded,
             "returns": self.n_returns,
         }
+
+
+# -- the borrow path of the threaded pools -----------------------------------------------------
+
+from time import monotonic as _py_monotonic
+
+GET_ADMIT = 0
+GET_PLAIN = 1
+GET_PROBE = 2
+PUT_SLOW = 0
+PUT_PLAIN = 1
+PUT_PSYCOPG = 2
+
+
+cdef inline double _now() except? -1.0:
+    """``time.monotonic()`` (CLOCK_MONOTONIC on POSIX, the same clock), without a Python call."""
+    cdef double t = fastpool_monotonic()
+    if t < 0:
+        return _py_monotonic()
+    return t
+
+
+cdef object _MISSING = object()
+
+
+cdef inline object _dget(dict d, str key):
+    cdef PyObject* p = PyDict_GetItem(d, key)
+    if p == NULL:
+        return _MISSING
+    return <object>p
+
+
+cdef inline bint _eq(object a, object b) except -1:
+    return a is b or a == b
+
+
+@cython.final
+cdef class ClientState:
+    """A psycopg connection's client-side settings when it joined the pool.
+
+    Also keeps the connection's ``pgconn`` and socket, which do not change
+    for its life, so the borrow path need not look them up.
+    """
+
+    cdef public object autocommit
+    cdef public object isolation_level
+    cdef public object read_only
+    cdef public object deferrable
+    cdef public object row_factory
+    cdef public object cursor_factory
+    cdef public object prepare_threshold
+    cdef public object notice_handlers
+    cdef public object notify_handlers
+    cdef public long long epoch
+    cdef public object pgconn
+    cdef public long long fd
+    cdef dict _d  # conn.__dict__: read directly, skipping the type's attribute lookup
+    cdef dict _pd  # conn._prepared.__dict__
+    cdef object _pt  # what _pd held for prepare_threshold at the snapshot (or _MISSING)
+
+    def __init__(self, conn, epoch):
+        self.autocommit = conn._autocommit
+        self.isolation_level = conn._isolation_level
+        self.read_only = conn._read_only
+        self.deferrable = conn._deferrable
+        self.row_factory = conn.row_factory
+        self.cursor_factory = conn.cursor_factory
+        self.prepare_threshold = conn._prepared.prepare_threshold
+        self.notice_handlers = list(conn._notice_handlers)
+        self.notify_handlers = list(conn._notify_handlers)
+        self.epoch = epoch
+        self.pgconn = conn.pgconn
+        self.fd = conn.pgconn.socket
+        d = getattr(conn, "__dict__", None)
+        pd = getattr(conn._prepared, "__dict__", None)
+        if type(d) is dict and type(pd) is dict:
+            self._d = d
+            self._pd = pd
+            self._pt = _dget(pd, "prepare_threshold")
+
+    cpdef bint same(self, conn) except -1:
+        """True if nothing changed (the common case: no allocation)."""
+        cdef dict d = self._d
+        if d is None or _dget(self._pd, "prepare_threshold") is not self._pt:
+            return self._same_slow(conn)
+        v = _dget(d, "_autocommit")
+        if v is _MISSING:
+            return self._same_slow(conn)
+        return (
+            _eq(v, self.autocommit)
+            and _dget(d, "row_factory") is self.row_factory
+            and _eq(_dget(d, "_isolation_level"), self.isolation_level)
+            and _eq(_dget(d, "_read_only"), self.read_only)
+            and _eq(_dget(d, "_deferrable"), self.deferrable)
+            and _dget(d, "cursor_factory") is self.cursor_factory
+            and _dget(d, "_notice_handlers") == self.notice_handlers
+            and _dget(d, "_notify_handlers") == self.notify_handlers
+        )
+
+    cdef bint _same_slow(self, conn) except -1:
+        return (
+            conn._autocommit == self.autocommit
+            and conn.row_factory is self.row_factory
+            and conn._isolation_level == self.isolation_level
+            and conn._read_only == self.read_only
+            and conn._deferrable == self.deferrable
+            and conn.cursor_factory is self.cursor_factory
+            and conn._prepared.prepare_threshold == self.prepare_threshold
+            and conn._notice_handlers == self.notice_handlers
+            and conn._notify_handlers == self.notify_handlers
+        )
+
+
+@cython.final
+cdef class FastPath:
+    """A threaded pool's per-borrow path: ``connection()``, ``get`` and ``put``.
+
+    It does the common case itself (lock, core pop/push, the gates the pool's
+    options call for) and hands anything else to the pool's Python methods
+    (``_admit``, ``_get_slow``, ``_finish_put``, ``_close_doomed``).
+    """
+
+    cdef object _pool  # a weak reference: the pool owns its fast path, not the reverse
+    cdef PoolCore _core
+    cdef object _acquire
+    cdef object _release_lock
+    cdef object _driver
+    cdef int _get_mode
+    cdef int _put_mode
+    cdef bint _tba
+    cdef public long long epoch  # the driver's clear_prepared() epoch, pushed here by the pool
+
+    def __init__(self, pool_ref, PoolCore core, lock, driver, int get_mode, int put_mode, bint tba):
+        self._pool = pool_ref
+        self._core = core
+        self._acquire = lock.acquire
+        self._release_lock = lock.release
+        self._driver = driver
+        self._get_mode = get_mode
+        self._put_mode = put_mode
+        self._tba = tba
+        self.epoch = getattr(driver, "epoch", 0)
+
+    def connection(self, timeout=None):
+        """The context manager of ``pool.connection()``."""
+        cdef Borrow b = Borrow.__new__(Borrow)
+        b._fp = self
+        b._timeout = timeout
+        return b
+
+    cpdef Entry get(self, timeout):
+        """Return an in-use entry (the pool's ``_get``)."""
+        cdef double now = _now()
+        cdef Entry e
+        cdef object pg
+        self._acquire()
+        try:
+            e = self._core.acquire(now)
+        finally:
+            self._release_lock()
+        cdef ClientState st
+        if e is not None:
+            if self._core.doomed:
+                self._pool()._close_doomed()
+            if self._get_mode != GET_ADMIT and not (e.check_due and self._tba):
+                if self._get_mode == GET_PLAIN:
+                    return e
+                if type(e.data) is ClientState:
+                    st = <ClientState>e.data
+                    if st.pgconn.status == 0 and fastpool_readable(st.fd) == 0:
+                        return e
+                else:
+                    try:
+                        pg = e.conn.pgconn
+                        if pg.status == 0 and fastpool_readable(pg.socket) == 0:
+                            return e
+                    except Exception:
+                        pass
+            pool = self._pool()
+            if pool._admit(e, now):
+                return e
+        return self._pool()._get_slow(now, timeout)
+
+    cpdef put(self, Entry e, bint ok):
+        """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
+        cdef double now
+        cdef object conn, pg, st
+        if self._put_mode == PUT_PSYCOPG:
+            conn = e.conn
+            st = e.data
+            pg = (<ClientState>st).pgconn if type(st) is ClientState else conn.pgconn
+            if pg.status == 0 and pg.transaction_status == 0:
+                now = _now()
+                if now < e.expires_at:
+                    if st is None or (
+                        (<ClientState>st).epoch == self.epoch and (<ClientState>st).same(conn)
+                        if type(st) is ClientState
+                        else st.epoch == self.epoch and st.same(conn)
+                    ):
+                        self._give(e, now)
+                        return
+        elif self._put_mode == PUT_PLAIN:
+            now = _now()
+            if now < e.expires_at:
+                self._give(e, now)
+                return
+        self._pool()._finish_put(e, ok)
+
+    cdef _give(self, Entry e, double now):
+        cdef Waiter w
+        self._acquire()
+        try:
+            w = self._core.release(e, now)
+        finally:
+            self._release_lock()
+        if w is not None:
+            w.handle.release()
+        if self._core.doomed:
+            self._pool()._close_doomed()
+
+
+@cython.final
+@cython.freelist(16)
+cdef class Borrow:
+    """The context manager returned by ``pool.connection()``."""
+
+    cdef FastPath _fp
+    cdef object _timeout
+    cdef Entry _entry
+
+    def __init__(self, FastPath fp, timeout=None):
+        self._fp = fp
+        self._timeout = timeout
+
+    def __enter__(self):
+        if self._entry is not None:
+            raise RuntimeError("this connection() context is already in use")
+        self._entry = self._fp.get(self._timeout)
+        return self._entry.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        cdef Entry e = self._entry
+        if e is None:
+            raise RuntimeError("this connection() context was not entered")
+        self._entry = None
+        self._fp.put(e, exc_type is None)

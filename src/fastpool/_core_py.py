@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import select
 from collections import deque
+from time import monotonic as _monotonic
 from typing import Any
 
 __all__ = [
@@ -30,11 +31,20 @@ __all__ = [
     "ENTRY_CLOSED",
     "ENTRY_IDLE",
     "ENTRY_IN_USE",
+    "GET_ADMIT",
+    "GET_PLAIN",
+    "GET_PROBE",
+    "PUT_PLAIN",
+    "PUT_PSYCOPG",
+    "PUT_SLOW",
     "WAITER_CANCELLED",
     "WAITER_FAILED",
     "WAITER_SERVED",
     "WAITER_WAITING",
+    "Borrow",
+    "ClientState",
     "Entry",
+    "FastPath",
     "PoolCore",
     "Waiter",
     "readable",
@@ -589,3 +599,174 @@ def _check_sizes(max_size: int, min_size: int) -> None:
         raise ValueError("min_size cannot be negative")
     if min_size > max_size:
         raise ValueError("min_size cannot be greater than max_size")
+
+
+# -- the borrow path of the threaded pools -----------------------------------------------------
+
+GET_ADMIT = 0  # every hand-out from idle goes through the pool's _admit (hooks, VERIFIED, probes)
+GET_PLAIN = 1  # only when the core's gate says a check is due
+GET_PROBE = 2  # psycopg: the socket probe inline, _admit only when it finds something
+PUT_SLOW = 0  # the pool's _finish_put (commit/rollback, reset, hooks)
+PUT_PLAIN = 1  # nothing to reset: straight back to the core unless expired
+PUT_PSYCOPG = 2  # psycopg FAST: straight back when IDLE and the client settings are unchanged
+
+
+class ClientState:
+    """A psycopg connection's client-side settings when it joined the pool.
+
+    Also keeps the connection's ``pgconn`` and socket, which do not change
+    for its life, so the borrow path need not look them up.
+    """
+
+    __slots__ = (
+        "autocommit",
+        "cursor_factory",
+        "deferrable",
+        "epoch",
+        "fd",
+        "isolation_level",
+        "notice_handlers",
+        "notify_handlers",
+        "pgconn",
+        "prepare_threshold",
+        "read_only",
+        "row_factory",
+    )
+
+    def __init__(self, conn: Any, epoch: int) -> None:
+        self.autocommit = conn._autocommit
+        self.isolation_level = conn._isolation_level
+        self.read_only = conn._read_only
+        self.deferrable = conn._deferrable
+        self.row_factory = conn.row_factory
+        self.cursor_factory = conn.cursor_factory
+        self.prepare_threshold = conn._prepared.prepare_threshold
+        self.notice_handlers = list(conn._notice_handlers)
+        self.notify_handlers = list(conn._notify_handlers)
+        self.epoch = epoch
+        self.pgconn = conn.pgconn
+        self.fd = conn.pgconn.socket
+
+    def same(self, conn: Any) -> bool:
+        """True if nothing changed (the common case: no allocation)."""
+        return (
+            conn._autocommit == self.autocommit
+            and conn.row_factory is self.row_factory
+            and conn._isolation_level == self.isolation_level
+            and conn._read_only == self.read_only
+            and conn._deferrable == self.deferrable
+            and conn.cursor_factory is self.cursor_factory
+            and conn._prepared.prepare_threshold == self.prepare_threshold
+            and conn._notice_handlers == self.notice_handlers
+            and conn._notify_handlers == self.notify_handlers
+        )
+
+
+class FastPath:
+    """A threaded pool's per-borrow path: ``connection()``, ``get`` and ``put``.
+
+    It does the common case itself (lock, core pop/push, the gates the pool's
+    options call for) and hands anything else to the pool's Python methods
+    (``_admit``, ``_get_slow``, ``_finish_put``, ``_close_doomed``).
+    """
+
+    __slots__ = ("_core", "_driver", "_get_mode", "_lock", "_pool", "_put_mode", "_tba", "epoch")
+
+    def __init__(
+        self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
+    ) -> None:
+        self._pool = pool_ref  # a weak reference: the pool owns its fast path, not the reverse
+        self._core = core
+        self._lock = lock
+        self._driver = driver
+        self._get_mode = get_mode
+        self._put_mode = put_mode
+        self._tba = tba
+        self.epoch = getattr(driver, "epoch", 0)  # the driver's clear_prepared() epoch, pushed by the pool
+
+    def connection(self, timeout: float | None = None) -> Borrow:
+        """The context manager of ``pool.connection()``."""
+        return Borrow(self, timeout)
+
+    def get(self, timeout: float | None) -> Entry:
+        """Return an in-use entry (the pool's ``_get``)."""
+        now = _monotonic()
+        lock = self._lock
+        lock.acquire()
+        e = self._core.acquire(now)
+        lock.release()
+        pool = self._pool()
+        if e is not None:
+            if self._core.doomed:
+                pool._close_doomed()
+            mode = self._get_mode
+            if mode != GET_ADMIT and not (e.check_due and self._tba):
+                if mode == GET_PLAIN:
+                    return e
+                st = e.data
+                try:
+                    if st is not None:
+                        if st.pgconn.status == 0 and not readable(st.fd):
+                            return e
+                    else:
+                        pg = e.conn.pgconn
+                        if pg.status == 0 and not readable(pg.socket):
+                            return e
+                except Exception:
+                    pass
+            if pool._admit(e, now):
+                return e
+        return pool._get_slow(now, timeout)  # type: ignore[no-any-return]
+
+    def put(self, e: Entry, ok: bool) -> None:
+        """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
+        mode = self._put_mode
+        if mode == PUT_PSYCOPG:
+            conn = e.conn
+            st = e.data
+            pg = conn.pgconn if st is None else st.pgconn
+            if pg.status == 0 and pg.transaction_status == 0:
+                now = _monotonic()
+                if now < e.expires_at and (st is None or (st.epoch == self.epoch and st.same(conn))):
+                    self._release(e, now)
+                    return
+        elif mode == PUT_PLAIN:
+            now = _monotonic()
+            if now < e.expires_at:
+                self._release(e, now)
+                return
+        self._pool()._finish_put(e, ok)
+
+    def _release(self, e: Entry, now: float) -> None:
+        lock = self._lock
+        lock.acquire()
+        w = self._core.release(e, now)
+        lock.release()
+        if w is not None:
+            w.handle.release()
+        if self._core.doomed:
+            self._pool()._close_doomed()
+
+
+class Borrow:
+    """The context manager returned by ``pool.connection()``."""
+
+    __slots__ = ("_entry", "_fp", "_timeout")
+
+    def __init__(self, fp: FastPath, timeout: float | None) -> None:
+        self._fp = fp
+        self._timeout = timeout
+        self._entry: Entry | None = None
+
+    def __enter__(self) -> Any:
+        if self._entry is not None:
+            raise RuntimeError("this connection() context is already in use")
+        self._entry = e = self._fp.get(self._timeout)
+        return e.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        e = self._entry
+        if e is None:
+            raise RuntimeError("this connection() context was not entered")
+        self._entry = None
+        self._fp.put(e, exc_type is None)

@@ -14,11 +14,11 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from time import monotonic, sleep
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import psycopg
 
@@ -56,8 +56,32 @@ class BasePool(PoolBase[C]):
     ) -> None:
         super().__init__(make_driver, threading.Lock(), **options)
         self._maint = Maintenance(self._name, self._num_workers)
+        self._fast = self._make_fast_path()
+        self._get = self._fast.get  # type: ignore[method-assign]  # compiled, no Python frame
+        if type(self).connection is BasePool.connection:
+            self.connection = self._fast.connection  # type: ignore[method-assign]
         if start:
             self._start(eager=open)
+
+    def _make_fast_path(self) -> Any:
+        """The compiled (or pure-twin) borrow path, told which gates the options call for."""
+        core_mod = self._core_mod
+        driver = self._driver
+        if self._check_always or self._before_acquire is not None:
+            get_mode = core_mod.GET_ADMIT
+        elif self._has_needs_check:
+            get_mode = core_mod.GET_PROBE if getattr(driver, "fast_probe", False) else core_mod.GET_ADMIT
+        else:
+            get_mode = core_mod.GET_PLAIN
+        if self._after_release is not None:
+            put_mode = core_mod.PUT_SLOW
+        elif self._has_finish or self._has_reset:
+            put_mode = core_mod.PUT_PSYCOPG if getattr(driver, "fast_return", False) else core_mod.PUT_SLOW
+        else:
+            put_mode = core_mod.PUT_PLAIN
+        return core_mod.FastPath(
+            weakref.ref(self), self._core, self._lock, driver, get_mode, put_mode, self._test_before_acquire
+        )
 
     def _start(self, eager: bool) -> None:
         """Start the workers, the reaper and the ``min_size`` top-up (once)."""
@@ -79,7 +103,7 @@ class BasePool(PoolBase[C]):
 
     # -- public API ----------------------------------------------------------------
 
-    def connection(self, timeout: float | None = None) -> _Borrow[C]:
+    def connection(self, timeout: float | None = None) -> AbstractContextManager[C]:
         """Borrow a connection for a ``with`` block.
 
         ``with pool.connection() as conn:`` hands out a connection and returns
@@ -91,7 +115,7 @@ class BasePool(PoolBase[C]):
         Raises ``PoolTimeout``, ``PoolClosed`` or ``TooManyRequests``, or the
         error of a connect that failed for a reason not worth retrying.
         """
-        return _Borrow(self, timeout)
+        return self._fast.connection(timeout)  # type: ignore[no-any-return]
 
     def acquire(self, timeout: float | None = None) -> PooledConnection[C]:
         """Check out a connection; return it with ``.release()`` or a ``with`` block.
@@ -296,18 +320,8 @@ class BasePool(PoolBase[C]):
     # -- acquire -------------------------------------------------------------------
 
     def _get(self, timeout: float | None) -> Any:
-        """Return an in-use core entry; the fast path takes the lock once."""
-        now = monotonic()
-        lock = self._lock
-        lock.acquire()
-        e = self._core.acquire(now)
-        lock.release()
-        if e is not None:
-            if self._doomed:
-                self._close_doomed()
-            if not (self._admit_always or (e.check_due and self._test_before_acquire)) or self._admit(e, now):
-                return e
-        return self._get_slow(now, timeout)
+        """Return an in-use core entry (the instance uses the fast path's ``get`` directly)."""
+        return self._fast.get(timeout)
 
     def _get_slow(self, start: float, timeout: float | None) -> Any:
         if timeout is None:
@@ -434,6 +448,22 @@ class BasePool(PoolBase[C]):
         self._discard(e)
 
     # -- release ---------------------------------------------------------------------
+
+    def _finish_put(self, e: Any, ok: bool) -> None:
+        """The end of a ``connection()`` block off the fast path: commit or roll back, then ``_put``."""
+        if self._has_finish:
+            try:
+                self._driver.finish(e.conn, ok)
+            except Exception as fexc:
+                self._put(e)
+                if ok:
+                    raise
+                logger.debug("%s: rollback after an error failed: %s", self._name, fexc)
+                return
+            except BaseException:
+                self._discard(e)
+                raise
+        self._put(e)
 
     def _put(self, e: Any) -> None:
         """Return a borrowed entry: reset, after_release, then hand-off or idle."""
@@ -611,43 +641,6 @@ def _reaper_job(ref: weakref.ReferenceType[BasePool[Any]]) -> Callable[[], None]
     return job
 
 
-class _Borrow(Generic[C]):
-    """The context manager returned by ``pool.connection()``."""
-
-    __slots__ = ("_entry", "_pool", "_timeout")
-
-    def __init__(self, pool: BasePool[C], timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._entry: Any = None
-
-    def __enter__(self) -> C:
-        if self._entry is not None:
-            raise RuntimeError("this connection() context is already in use")
-        self._entry = e = self._pool._get(self._timeout)
-        return e.conn  # type: ignore[no-any-return]
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        e = self._entry
-        self._entry = None
-        pool = self._pool
-        if pool._has_finish:
-            try:
-                pool._driver.finish(e.conn, exc_type is None)
-            except Exception as fexc:
-                pool._put(e)
-                if exc_type is None:
-                    raise
-                logger.debug("%s: rollback after an error failed: %s", pool._name, fexc)
-                return
-            except BaseException:
-                pool._discard(e)
-                raise
-        pool._put(e)
-
-
 class PooledConnection(PooledBase[C]):
     """A checked-out connection: use ``.connection``, give it back with ``release()``.
 
@@ -733,6 +726,7 @@ class Pool(BasePool[psycopg.Connection[Any]]):
         fail with "cached plan must not change result type".
         """
         self._driver.epoch += 1  # type: ignore[attr-defined]
+        self._fast.epoch = self._driver.epoch  # type: ignore[attr-defined]
         for e in self._take_idle():
             self._put(e)  # the reset sees the new epoch and deallocates
         if self._doomed:

@@ -51,76 +51,34 @@ _TRANSIENT_FATAL = (
 _TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
 
 
-class _State:
-    """A connection's client-side settings when it joined the pool."""
+def _changes(self: Any, conn: Any) -> list[tuple[str, Any]] | None:
+    """Return the settings to put back, as (attribute, value), or None if none changed.
 
-    __slots__ = (
-        "autocommit",
-        "cursor_factory",
-        "deferrable",
-        "epoch",
-        "isolation_level",
-        "notice_handlers",
-        "notify_handlers",
-        "prepare_threshold",
-        "read_only",
-        "row_factory",
-    )
-
-    def __init__(self, conn: Any, epoch: int) -> None:
-        self.autocommit = conn._autocommit
-        self.isolation_level = conn._isolation_level
-        self.read_only = conn._read_only
-        self.deferrable = conn._deferrable
-        self.row_factory = conn.row_factory
-        self.cursor_factory = conn.cursor_factory
-        self.prepare_threshold = conn._prepared.prepare_threshold
-        self.notice_handlers = list(conn._notice_handlers)
-        self.notify_handlers = list(conn._notify_handlers)
-        self.epoch = epoch
-
-    def same(self, conn: Any) -> bool:
-        """True if nothing changed (the common case: one expression, no allocation)."""
-        return (
-            conn._autocommit == self.autocommit
-            and conn.row_factory is self.row_factory
-            and conn._isolation_level == self.isolation_level
-            and conn._read_only == self.read_only
-            and conn._deferrable == self.deferrable
-            and conn.cursor_factory is self.cursor_factory
-            and conn._prepared.prepare_threshold == self.prepare_threshold
-            and conn._notice_handlers == self.notice_handlers
-            and conn._notify_handlers == self.notify_handlers
-        )
-
-    def changes(self, conn: Any) -> list[tuple[str, Any]] | None:
-        """Return the settings to put back, as (attribute, value), or None if none changed.
-
-        Handlers are put back here directly; the connection is IDLE, so
-        nothing of this goes to the server.
-        """
-        out: list[tuple[str, Any]] | None = None
-        for name, now, then in (
-            ("autocommit", conn._autocommit, self.autocommit),
-            ("isolation_level", conn._isolation_level, self.isolation_level),
-            ("read_only", conn._read_only, self.read_only),
-            ("deferrable", conn._deferrable, self.deferrable),
-            ("prepare_threshold", conn._prepared.prepare_threshold, self.prepare_threshold),
-        ):
-            if now != then:
-                out = out or []
-                out.append((name, then))
-        if conn.row_factory is not self.row_factory:
+    Handlers are put back here directly; the connection is IDLE, so
+    nothing of this goes to the server.
+    """
+    out: list[tuple[str, Any]] | None = None
+    for name, now, then in (
+        ("autocommit", conn._autocommit, self.autocommit),
+        ("isolation_level", conn._isolation_level, self.isolation_level),
+        ("read_only", conn._read_only, self.read_only),
+        ("deferrable", conn._deferrable, self.deferrable),
+        ("prepare_threshold", conn._prepared.prepare_threshold, self.prepare_threshold),
+    ):
+        if now != then:
             out = out or []
-            out.append(("row_factory", self.row_factory))
-        if conn.cursor_factory is not self.cursor_factory:
-            out = out or []
-            out.append(("cursor_factory", self.cursor_factory))
-        if conn._notice_handlers != self.notice_handlers:
-            conn._notice_handlers[:] = self.notice_handlers
-        if conn._notify_handlers != self.notify_handlers:
-            conn._notify_handlers[:] = self.notify_handlers
-        return out
+            out.append((name, then))
+    if conn.row_factory is not self.row_factory:
+        out = out or []
+        out.append(("row_factory", self.row_factory))
+    if conn.cursor_factory is not self.cursor_factory:
+        out = out or []
+        out.append(("cursor_factory", self.cursor_factory))
+    if conn._notice_handlers != self.notice_handlers:
+        conn._notice_handlers[:] = self.notice_handlers
+    if conn._notify_handlers != self.notify_handlers:
+        conn._notify_handlers[:] = self.notify_handlers
+    return out
 
 
 async def arun_autocommit(conn: Any, sql: str) -> None:
@@ -168,6 +126,7 @@ class PsycopgCommon(Driver):
     has_needs_check = True
     has_reset = True
     has_finish = True
+    fast_probe = True  # needs_check is the socket probe: the fast path does it inline
 
     def __init__(
         self,
@@ -185,6 +144,7 @@ class PsycopgCommon(Driver):
         self.always_check = recycle.verify_on_acquire
         self._recycle_sql = recycle.sql
         self._clean = recycle == Recycle.CLEAN
+        self.fast_return = self._recycle_sql is None  # the fast path may idle an unchanged connection
         self.epoch = 0  # bumped by clear_prepared()
         self.close_returns = False
         kwargs = dict(kwargs or {})
@@ -217,7 +177,7 @@ class PsycopgCommon(Driver):
     # -- shared, I/O-free -------------------------------------------------------
 
     def snapshot(self, conn: Any) -> Any:
-        return _State(conn, self.epoch)
+        return _impl.core.ClientState(conn, self.epoch)
 
     def needs_check(self, entry: Any, now: float) -> bool:
         pgconn = entry.conn.pgconn
@@ -332,7 +292,7 @@ class PsycopgDriver(PsycopgCommon):
             conn.rollback()
         st = entry.data
         if st is not None and not st.same(conn):
-            for name, value in st.changes(conn) or ():
+            for name, value in _changes(st, conn) or ():
                 setattr(conn, name, value)
         if st is not None and st.epoch != self.epoch and self._needs_deallocate(st):
             run_autocommit(conn, "DEALLOCATE ALL")
@@ -396,7 +356,7 @@ class AsyncPsycopgDriver(PsycopgCommon):
             await conn.rollback()
         st = entry.data
         if st is not None and not st.same(conn):
-            for name, value in st.changes(conn) or ():
+            for name, value in _changes(st, conn) or ():
                 if name in ASYNC_SETTERS:
                     await getattr(conn, f"set_{name}")(value)
                 else:

@@ -29,7 +29,7 @@ from psycopg import pq
 
 from ._apool import AsyncBasePool, _AsyncBorrow, _maybe_await
 from ._meta import ConnectionMetadata
-from ._pool import BasePool, _Borrow
+from ._pool import BasePool
 from ._psycopg import AsyncPsycopgDriver, PsycopgDriver, arun_autocommit, run_autocommit
 from .recycle import Recycle
 
@@ -52,21 +52,30 @@ _COUNTERS = (
 )
 
 
-class _TimedBorrow(_Borrow[Any]):
+class _TimedBorrow:
     """``connection()`` of :class:`ConnectionPool`: also counts ``usage_ms``."""
 
-    __slots__ = ("_t0",)
+    __slots__ = ("_entry", "_pool", "_t0", "_timeout")
+
+    def __init__(self, pool: BasePool[Any], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._entry: Any = None
+        self._t0 = 0.0
 
     def __enter__(self) -> Any:
-        conn = super().__enter__()
+        if self._entry is not None:
+            raise RuntimeError("this connection() context is already in use")
+        self._entry = e = self._pool._get(self._timeout)
         self._t0 = monotonic()
-        return conn
+        return e.conn
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        e, self._entry = self._entry, None
         try:
-            super().__exit__(exc_type, exc, tb)
+            self._pool._fast.put(e, exc_type is None)
         finally:
             self._pool._counters["usage_ms"] += int((monotonic() - self._t0) * 1000)
 
