@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from queue import SimpleQueue
 from time import monotonic
@@ -80,6 +81,16 @@ class AsyncBasePool(PoolBase[C]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._orphans: SimpleQueue[Any] = SimpleQueue()
         self._connect_slots: asyncio.Semaphore | None = None
+        self._fast = self._make_fast_path()
+        if type(self).connection is AsyncBasePool.connection:
+            self.connection = self._fast.connection  # type: ignore[method-assign]
+
+    def _make_fast_path(self) -> Any:
+        """The compiled (or pure-twin) borrow path, told which gates the options call for."""
+        get_mode, put_mode = self._fast_modes()
+        return self._core_mod.AsyncFastPath(
+            weakref.ref(self), self._core, self._driver, get_mode, put_mode, self._test_before_acquire
+        )
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -90,6 +101,7 @@ class AsyncBasePool(PoolBase[C]):
             if self._opened and self._closed:
                 raise self._closed_error()
             self._loop = loop
+            self._fast.loop = loop
             self._connect_slots = asyncio.Semaphore(self._num_workers)
             self._opened = True
             self._closed = False
@@ -174,12 +186,12 @@ class AsyncBasePool(PoolBase[C]):
 
     # -- public API --------------------------------------------------------------------
 
-    def connection(self, timeout: float | None = None) -> _AsyncBorrow[C]:
+    def connection(self, timeout: float | None = None) -> AbstractAsyncContextManager[C]:
         """Borrow a connection for an ``async with`` block (commit on success, roll back on error).
 
         Same deadline and errors as the threaded ``connection()``.
         """
-        return _AsyncBorrow(self, timeout)
+        return self._fast.connection(timeout)  # type: ignore[no-any-return]
 
     def acquire(self, timeout: float | None = None) -> _AcquireContext[C]:
         """Check out a connection: ``await pool.acquire()`` or ``async with pool.acquire() as conn``.
@@ -310,6 +322,12 @@ class AsyncBasePool(PoolBase[C]):
                 return e
         return await self._get_slow(now, timeout)
 
+    async def _admit_or_slow(self, e: Any, now: float, timeout: float | None) -> Any:
+        """The fast path popped ``e`` but a gate must run: admit it, or take the slow path."""
+        if await self._admit(e, now):
+            return e
+        return await self._get_slow(now, timeout)
+
     async def _get_slow(self, start: float, timeout: float | None) -> Any:
         self._bind()
         self._drain_orphans()
@@ -420,6 +438,22 @@ class AsyncBasePool(PoolBase[C]):
         self._discard(e)
 
     # -- release -----------------------------------------------------------------------------
+
+    async def _finish_put(self, e: Any, ok: bool) -> None:
+        """The end of a ``connection()`` block off the fast path: commit or roll back, then ``_put``."""
+        if self._has_finish and self._driver.finish_action(e.conn, ok):
+            try:
+                await self._driver.finish(e.conn, ok)
+            except Exception as fexc:
+                await self._put(e)
+                if ok:
+                    raise
+                logger.debug("%s: rollback after an error failed: %s", self._name, fexc)
+                return
+            except BaseException:  # cancelled mid-commit: unknown state (R1)
+                self._discard(e)
+                raise
+        await self._put(e)
 
     async def _put(self, e: Any) -> None:
         conn = e.conn
@@ -595,43 +629,6 @@ class AsyncBasePool(PoolBase[C]):
             self._close_doomed()
 
 
-class _AsyncBorrow(Generic[C]):
-    """The async context manager returned by ``pool.connection()``."""
-
-    __slots__ = ("_entry", "_pool", "_timeout")
-
-    def __init__(self, pool: AsyncBasePool[C], timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._entry: Any = None
-
-    async def __aenter__(self) -> C:
-        if self._entry is not None:
-            raise RuntimeError("this connection() context is already in use")
-        self._entry = e = await self._pool._get(self._timeout)
-        return e.conn  # type: ignore[no-any-return]
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        e = self._entry
-        self._entry = None
-        pool = self._pool
-        if pool._has_finish and pool._driver.finish_action(e.conn, exc_type is None):
-            try:
-                await pool._driver.finish(e.conn, exc_type is None)
-            except Exception as fexc:
-                await pool._put(e)
-                if exc_type is None:
-                    raise
-                logger.debug("%s: rollback after an error failed: %s", pool._name, fexc)
-                return
-            except BaseException:  # cancelled mid-commit: unknown state (R1)
-                pool._discard(e)
-                raise
-        await pool._put(e)
-
-
 class AsyncPooledConnection(PooledBase[C]):
     """A checked-out connection of an asyncio pool; ``await release()`` gives it back.
 
@@ -723,6 +720,7 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
     async def clear_prepared(self) -> None:
         """Deallocate prepared statements on every connection (see ``Pool.clear_prepared``)."""
         self._driver.epoch += 1
+        self._fast.epoch = self._driver.epoch
         for e in self._take_idle():
             await self._put(e)
 

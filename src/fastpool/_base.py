@@ -149,6 +149,24 @@ class PoolBase(Generic[C]):
         self._dedicated = 0  # connections opened for leadership outside max_size
         self._ownerships: weakref.WeakSet[Any] = weakref.WeakSet()  # revoked when the pool closes
 
+    def _fast_modes(self) -> tuple[int, int]:
+        """Which gates the borrow path must run itself, from the options and the driver."""
+        core_mod = self._core_mod
+        driver = self._driver
+        if self._check_always or self._before_acquire is not None:
+            get_mode = core_mod.GET_ADMIT
+        elif self._has_needs_check:
+            get_mode = core_mod.GET_PROBE if getattr(driver, "fast_probe", False) else core_mod.GET_ADMIT
+        else:
+            get_mode = core_mod.GET_PLAIN
+        if self._after_release is not None:
+            put_mode = core_mod.PUT_SLOW
+        elif self._has_finish or self._has_reset:
+            put_mode = core_mod.PUT_PSYCOPG if getattr(driver, "fast_return", False) else core_mod.PUT_SLOW
+        else:
+            put_mode = core_mod.PUT_PLAIN
+        return get_mode, put_mode
+
     @property
     def name(self) -> str:
         """The pool's name (for logs and reprs)."""

@@ -9,7 +9,7 @@ per-operation allocation on the hot path).
 """
 
 cimport cython
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from collections import deque
 
@@ -30,6 +30,9 @@ __all__ = [
     "PUT_PLAIN",
     "PUT_PSYCOPG",
     "PUT_SLOW",
+    "PROBE_AFTER",
+    "AsyncBorrow",
+    "AsyncFastPath",
     "Borrow",
     "ClientState",
     "Entry",
@@ -624,6 +627,9 @@ GET_PROBE = 2
 PUT_SLOW = 0
 PUT_PLAIN = 1
 PUT_PSYCOPG = 2
+#: A connection back less than this long ago (seconds) is not probed: the probe could only
+#: catch a death in that instant, which is the same race as one just after a probe.
+PROBE_AFTER = 0.001
 
 
 cdef inline double _now() except? -1.0:
@@ -638,7 +644,7 @@ cdef object _MISSING = object()
 
 
 cdef inline object _dget(dict d, str key):
-    cdef PyObject* p = PyDict_GetItem(d, key)
+    cdef PyObject* p = PyDict_GetItemWithError(d, key)  # str keys: no error to suppress
     if p == NULL:
         return _MISSING
     return <object>p
@@ -781,7 +787,9 @@ cdef class FastPath:
                     return e
                 if type(e.data) is ClientState:
                     st = <ClientState>e.data
-                    if st.pgconn.status == 0 and fastpool_readable(st.fd) == 0:
+                    if st.pgconn.status == 0 and (
+                        now - e.last_used < PROBE_AFTER or fastpool_readable(st.fd) == 0
+                    ):
                         return e
                 else:
                     try:
@@ -858,3 +866,157 @@ cdef class Borrow:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
         self._fp.put(e, exc_type is None)
+
+
+
+# -- the borrow path of the asyncio pools ------------------------------------------------------
+
+from asyncio import get_running_loop as _get_running_loop
+
+
+cdef inline void _wake(Waiter w) except *:
+    fut = w.handle
+    if not fut.done():
+        fut.set_result(None)
+
+
+@cython.final
+cdef class AsyncFastPath:
+    """An asyncio pool's per-borrow path: ``connection()``, ``get`` and ``put_now``.
+
+    ``get`` returns an entry when one can be handed out without awaiting
+    anything, else an awaitable of the pool's that gives one; ``put_now``
+    returns False when the pool's awaitable return path must run.  No lock:
+    the loop serialises every call.
+    """
+
+    cdef object _pool  # a weak reference
+    cdef PoolCore _core
+    cdef object _driver
+    cdef int _get_mode
+    cdef int _put_mode
+    cdef bint _tba
+    cdef public long long epoch  # the driver's clear_prepared() epoch, pushed here by the pool
+    cdef public object loop  # the loop the pool is bound to, set by the pool
+
+    def __init__(self, pool_ref, PoolCore core, driver, int get_mode, int put_mode, bint tba):
+        self._pool = pool_ref
+        self._core = core
+        self._driver = driver
+        self._get_mode = get_mode
+        self._put_mode = put_mode
+        self._tba = tba
+        self.epoch = getattr(driver, "epoch", 0)
+        self.loop = None
+
+    def connection(self, timeout=None):
+        """The async context manager of ``pool.connection()``."""
+        cdef AsyncBorrow b = AsyncBorrow.__new__(AsyncBorrow)
+        b._fp = self
+        b._timeout = timeout
+        return b
+
+    cpdef object get(self, timeout):
+        """An in-use entry now, or an awaitable of the pool's giving one."""
+        cdef double now
+        cdef Entry e
+        cdef ClientState st
+        if self.loop is None or _get_running_loop() is not self.loop:
+            return self._pool()._get(timeout)  # first use binds; another loop raises
+        now = _now()
+        e = self._core.acquire(now)
+        if e is None:
+            return self._pool()._get_slow(now, timeout)
+        if self._core.doomed:
+            self._pool()._close_doomed()
+        if self._get_mode != GET_ADMIT and not (e.check_due and self._tba):
+            if self._get_mode == GET_PLAIN:
+                return e
+            if type(e.data) is ClientState:
+                st = <ClientState>e.data
+                if st.pgconn.status == 0 and (
+                    now - e.last_used < PROBE_AFTER or fastpool_readable(st.fd) == 0
+                ):
+                    return e
+        return self._pool()._admit_or_slow(e, now, timeout)
+
+    cpdef bint put_now(self, Entry e) except -1:
+        """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""
+        cdef double now
+        cdef Waiter w
+        cdef object conn, pg, st
+        if self._put_mode == PUT_PSYCOPG:
+            st = e.data
+            if type(st) is not ClientState:
+                return False
+            pg = (<ClientState>st).pgconn
+            if pg.status != 0 or pg.transaction_status != 0:
+                return False
+            now = _now()
+            if not (now < e.expires_at and (<ClientState>st).epoch == self.epoch
+                    and (<ClientState>st).same(e.conn)):
+                return False
+        elif self._put_mode == PUT_PLAIN:
+            now = _now()
+            if not now < e.expires_at:
+                return False
+        else:
+            return False
+        w = self._core.release(e, now)
+        if w is not None:
+            _wake(w)
+        if self._core.doomed:
+            self._pool()._close_doomed()
+        return True
+
+
+@cython.final
+@cython.freelist(16)
+cdef class AsyncBorrow:
+    """The async context manager returned by ``pool.connection()``.
+
+    When nothing needs awaiting, ``__aenter__``/``__aexit__`` return the
+    borrow itself as an already-finished awaitable: no coroutine is created.
+    """
+
+    cdef AsyncFastPath _fp
+    cdef object _timeout
+    cdef Entry _entry
+    cdef object _result
+
+    def __init__(self, AsyncFastPath fp, timeout=None):
+        self._fp = fp
+        self._timeout = timeout
+
+    def __aenter__(self):
+        if self._entry is not None:
+            raise RuntimeError("this connection() context is already in use")
+        r = self._fp.get(self._timeout)
+        if type(r) is Entry:
+            self._entry = <Entry>r
+            self._result = (<Entry>r).conn
+            return self
+        return self._enter_slow(r)
+
+    async def _enter_slow(self, aw):
+        e = await aw
+        self._entry = e
+        return e.conn
+
+    def __aexit__(self, exc_type, exc, tb):
+        cdef Entry e = self._entry
+        if e is None:
+            raise RuntimeError("this connection() context was not entered")
+        self._entry = None
+        if self._fp.put_now(e):
+            self._result = None
+            return self
+        return self._fp._pool()._finish_put(e, exc_type is None)
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        r = self._result
+        self._result = None
+        raise StopIteration(r)

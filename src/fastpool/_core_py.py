@@ -21,6 +21,7 @@ differential tests run random operation sequences against both.
 from __future__ import annotations
 
 import select
+from asyncio import get_running_loop as _get_running_loop
 from collections import deque
 from time import monotonic as _monotonic
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "GET_ADMIT",
     "GET_PLAIN",
     "GET_PROBE",
+    "PROBE_AFTER",
     "PUT_PLAIN",
     "PUT_PSYCOPG",
     "PUT_SLOW",
@@ -41,6 +43,8 @@ __all__ = [
     "WAITER_FAILED",
     "WAITER_SERVED",
     "WAITER_WAITING",
+    "AsyncBorrow",
+    "AsyncFastPath",
     "Borrow",
     "ClientState",
     "Entry",
@@ -609,6 +613,9 @@ GET_PROBE = 2  # psycopg: the socket probe inline, _admit only when it finds som
 PUT_SLOW = 0  # the pool's _finish_put (commit/rollback, reset, hooks)
 PUT_PLAIN = 1  # nothing to reset: straight back to the core unless expired
 PUT_PSYCOPG = 2  # psycopg FAST: straight back when IDLE and the client settings are unchanged
+#: A connection back less than this long ago (seconds) is not probed: the probe could only
+#: catch a death in that instant, which is the same race as one just after a probe.
+PROBE_AFTER = 0.001
 
 
 class ClientState:
@@ -706,7 +713,7 @@ class FastPath:
                 st = e.data
                 try:
                     if st is not None:
-                        if st.pgconn.status == 0 and not readable(st.fd):
+                        if st.pgconn.status == 0 and (now - e.last_used < PROBE_AFTER or not readable(st.fd)):
                             return e
                     else:
                         pg = e.conn.pgconn
@@ -770,3 +777,115 @@ class Borrow:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
         self._fp.put(e, exc_type is None)
+
+
+# -- the borrow path of the asyncio pools --------------------------------------------------------
+
+
+def _wake(w: Waiter) -> None:
+    fut = w.handle
+    if not fut.done():
+        fut.set_result(None)
+
+
+class AsyncFastPath:
+    """An asyncio pool's per-borrow path: ``connection()``, ``get`` and ``put_now``.
+
+    ``get`` returns an entry when one can be handed out without awaiting
+    anything, else an awaitable of the pool's that gives one; ``put_now``
+    returns False when the pool's awaitable return path must run.  No lock:
+    the loop serialises every call.
+    """
+
+    __slots__ = ("_core", "_driver", "_get_mode", "_pool", "_put_mode", "_tba", "epoch", "loop")
+
+    def __init__(
+        self, pool_ref: Any, core: PoolCore, driver: Any, get_mode: int, put_mode: int, tba: bool
+    ) -> None:
+        self._pool = pool_ref  # a weak reference
+        self._core = core
+        self._driver = driver
+        self._get_mode = get_mode
+        self._put_mode = put_mode
+        self._tba = tba
+        self.epoch = getattr(driver, "epoch", 0)  # the driver's clear_prepared() epoch, pushed by the pool
+        self.loop: Any = None  # the loop the pool is bound to, set by the pool
+
+    def connection(self, timeout: float | None = None) -> AsyncBorrow:
+        """The async context manager of ``pool.connection()``."""
+        return AsyncBorrow(self, timeout)
+
+    def get(self, timeout: float | None) -> Any:
+        """An in-use entry now, or an awaitable of the pool's giving one."""
+        if self.loop is None or _get_running_loop() is not self.loop:
+            return self._pool()._get(timeout)  # first use binds; another loop raises
+        now = _monotonic()
+        e = self._core.acquire(now)
+        if e is None:
+            return self._pool()._get_slow(now, timeout)
+        if self._core.doomed:
+            self._pool()._close_doomed()
+        if self._get_mode != GET_ADMIT and not (e.check_due and self._tba):
+            if self._get_mode == GET_PLAIN:
+                return e
+            st = e.data
+            if (
+                type(st) is ClientState
+                and st.pgconn.status == 0
+                and (now - e.last_used < PROBE_AFTER or not readable(st.fd))
+            ):
+                return e
+        return self._pool()._admit_or_slow(e, now, timeout)
+
+    def put_now(self, e: Entry) -> bool:
+        """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""
+        if self._put_mode == PUT_PSYCOPG:
+            st = e.data
+            if type(st) is not ClientState:
+                return False
+            pg = st.pgconn
+            if pg.status != 0 or pg.transaction_status != 0:
+                return False
+            now = _monotonic()
+            if not (now < e.expires_at and st.epoch == self.epoch and st.same(e.conn)):
+                return False
+        elif self._put_mode == PUT_PLAIN:
+            now = _monotonic()
+            if not now < e.expires_at:
+                return False
+        else:
+            return False
+        w = self._core.release(e, now)
+        if w is not None:
+            _wake(w)
+        if self._core.doomed:
+            self._pool()._close_doomed()
+        return True
+
+
+class AsyncBorrow:
+    """The async context manager returned by ``pool.connection()``."""
+
+    __slots__ = ("_entry", "_fp", "_timeout")
+
+    def __init__(self, fp: AsyncFastPath, timeout: float | None = None) -> None:
+        self._fp = fp
+        self._timeout = timeout
+        self._entry: Entry | None = None
+
+    async def __aenter__(self) -> Any:
+        if self._entry is not None:
+            raise RuntimeError("this connection() context is already in use")
+        r = self._fp.get(self._timeout)
+        if type(r) is not Entry:
+            r = await r
+        self._entry = r
+        return r.conn
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        e = self._entry
+        if e is None:
+            raise RuntimeError("this connection() context was not entered")
+        self._entry = None
+        if not self._fp.put_now(e):
+            await self._fp._pool()._finish_put(e, exc_type is None)

@@ -65,22 +65,15 @@ class BasePool(PoolBase[C]):
 
     def _make_fast_path(self) -> Any:
         """The compiled (or pure-twin) borrow path, told which gates the options call for."""
-        core_mod = self._core_mod
-        driver = self._driver
-        if self._check_always or self._before_acquire is not None:
-            get_mode = core_mod.GET_ADMIT
-        elif self._has_needs_check:
-            get_mode = core_mod.GET_PROBE if getattr(driver, "fast_probe", False) else core_mod.GET_ADMIT
-        else:
-            get_mode = core_mod.GET_PLAIN
-        if self._after_release is not None:
-            put_mode = core_mod.PUT_SLOW
-        elif self._has_finish or self._has_reset:
-            put_mode = core_mod.PUT_PSYCOPG if getattr(driver, "fast_return", False) else core_mod.PUT_SLOW
-        else:
-            put_mode = core_mod.PUT_PLAIN
-        return core_mod.FastPath(
-            weakref.ref(self), self._core, self._lock, driver, get_mode, put_mode, self._test_before_acquire
+        get_mode, put_mode = self._fast_modes()
+        return self._core_mod.FastPath(
+            weakref.ref(self),
+            self._core,
+            self._lock,
+            self._driver,
+            get_mode,
+            put_mode,
+            self._test_before_acquire,
         )
 
     def _start(self, eager: bool) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from ._apool import AsyncBasePool, _AsyncBorrow, _maybe_await
+from ._apool import AsyncBasePool, _maybe_await
 from ._meta import ConnectionMetadata
 from ._pool import BasePool
 from ._psycopg import AsyncPsycopgDriver, PsycopgDriver, arun_autocommit, run_autocommit
@@ -80,21 +80,31 @@ class _TimedBorrow:
             self._pool._counters["usage_ms"] += int((monotonic() - self._t0) * 1000)
 
 
-class _ATimedBorrow(_AsyncBorrow[Any]):
+class _ATimedBorrow:
     """``connection()`` of :class:`AsyncConnectionPool`: also counts ``usage_ms``."""
 
-    __slots__ = ("_t0",)
+    __slots__ = ("_entry", "_pool", "_t0", "_timeout")
+
+    def __init__(self, pool: AsyncBasePool[Any], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._entry: Any = None
+        self._t0 = 0.0
 
     async def __aenter__(self) -> Any:
-        conn = await super().__aenter__()
+        if self._entry is not None:
+            raise RuntimeError("this connection() context is already in use")
+        self._entry = e = await self._pool._get(self._timeout)
         self._t0 = monotonic()
-        return conn
+        return e.conn
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        e, self._entry = self._entry, None
         try:
-            await super().__aexit__(exc_type, exc, tb)
+            if not self._pool._fast.put_now(e):
+                await self._pool._finish_put(e, exc_type is None)
         finally:
             self._pool._counters["usage_ms"] += int((monotonic() - self._t0) * 1000)
 
