@@ -594,3 +594,40 @@ def test_sync_and_async_surfaces_do_not_drift(sync_cls: type, async_cls: type) -
     for name in sp:
         if name not in ("self", "connection_class", "reconnect_failed", "configure", "check", "reset"):
             assert sp[name].default == ap[name].default, name
+
+
+@pytest.mark.db
+@pytest.mark.asyncio
+async def test_fast_borrow_path_shapes(apg: Any) -> None:
+    """The compiled borrow's edges, on both twins: re-entry, a tracer, many borrows in a row."""
+    import sys
+
+    pool = apg(max_size=2, min_size=2)
+    await pool.open()
+    cm = pool.connection()
+    async with cm as c1:
+        with pytest.raises(RuntimeError, match="already in use"):
+            await cm.__aenter__()
+        assert await pid(c1)
+    with pytest.raises(RuntimeError, match="not entered"):
+        await cm.__aexit__(None, None, None)
+    seen: list[int] = []
+    for _ in range(50):  # the fast path: nothing awaited, the same two connections
+        async with pool.connection() as conn:
+            seen.append(id(conn))
+    assert len(set(seen)) <= 2
+    calls: list[str] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        calls.append(event)
+        return tracer
+
+    sys.settrace(tracer)  # under a tracer, await takes the iterator path instead of am_send
+    try:
+        async with pool.connection() as conn:
+            traced = await pid(conn)
+    finally:
+        sys.settrace(None)
+    assert traced and calls
+    s = check_invariants(pool)
+    assert s["in_use"] == 0 and s["idle"] == 2

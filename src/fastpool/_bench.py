@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TextIO
 
@@ -133,10 +133,12 @@ def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str])
     closers.append(loop.close)
     shape: Shape = {}
 
-    def runner(borrow: Callable[[], Any]) -> Callable[[int], None]:
+    def runner(cm: Callable[[], Any]) -> Callable[[int], None]:
+        # the block users write, inline: no extra coroutine per borrow to blur the ratios
         async def many(n: int) -> None:
             for _ in range(n):
-                await borrow()
+                async with cm():
+                    pass
 
         return lambda n: loop.run_until_complete(many(n))
 
@@ -145,11 +147,7 @@ def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str])
         loop.run_until_complete(pool.open())
         closers.insert(0, partial(_close_on, loop, pool))
 
-        async def fp(pool: Any = pool) -> None:
-            async with pool.connection():
-                pass
-
-        shape[f"fastpool[{twin}]"] = runner(fp)
+        shape[f"fastpool[{twin}]"] = runner(pool.connection)
     try:
         import psycopg_pool
 
@@ -157,11 +155,7 @@ def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str])
         loop.run_until_complete(app.open(wait=True))
         closers.insert(0, lambda: loop.run_until_complete(app.close()))
 
-        async def ppa() -> None:
-            async with app.connection():
-                pass
-
-        shape["psycopg_pool async"] = runner(ppa)
+        shape["psycopg_pool async"] = runner(app.connection)
     except ImportError:
         skipped.append("psycopg_pool async (not installed)")
     try:
@@ -184,11 +178,7 @@ def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str])
         apool = loop.run_until_complete(make())
         closers.insert(0, lambda: loop.run_until_complete(apool.close()))
 
-        async def apg() -> None:
-            async with apool.acquire():
-                pass
-
-        shape["asyncpg (default reset)"] = runner(apg)
+        shape["asyncpg (default reset)"] = runner(apool.acquire)
     except ImportError:
         skipped.append("asyncpg (not installed)")
     except Exception as exc:  # pragma: no cover - e.g. an auth method asyncpg lacks
@@ -224,6 +214,254 @@ def report(title: str, medians: dict[str, float], out: TextIO) -> None:
         out.write(f"  {name:<28} {m * 1e6:>9.2f} us {m / base:>17.2f}x\n")
 
 
+# -- SELECT 1 end to end ---------------------------------------------------------------------------
+
+
+def _select1_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str]) -> Shape:
+    """``SELECT 1`` per borrow, autocommit everywhere (one round trip), beside a dedicated connection."""
+    import psycopg
+
+    shape: Shape = {}
+    ded = psycopg.connect(dsn, autocommit=True)
+    closers.append(ded.close)
+
+    def dedicated(n: int) -> None:
+        for _ in range(n):
+            ded.execute("SELECT 1")
+
+    shape["dedicated connection"] = dedicated
+    for twin in _twins():
+        p = _with_twin(twin, lambda: Pool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}))
+        closers.append(p.close)
+        shape[f"fastpool[{twin}]"] = _select1_loop(p)
+    try:
+        import psycopg_pool
+
+        pp = psycopg_pool.ConnectionPool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}, open=True)
+        pp.wait()
+        closers.append(pp.close)
+        shape["psycopg_pool"] = _select1_loop(pp)
+    except ImportError:
+        skipped.append("psycopg_pool (not installed)")
+    return shape
+
+
+def _select1_loop(pool: Any) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            with pool.connection() as conn:
+                conn.execute("SELECT 1")
+
+    return run
+
+
+# -- contended: many workers on 4 connections --------------------------------------------------------
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+Round = tuple[int, list[int], list[float]]  # total ops, ops per worker, every acquire wait
+
+
+def _threads_round(cm: Callable[[], Any], workers: int, seconds: float, query: bool) -> Round:
+    counts = [0] * workers
+    waits: list[list[float]] = [[] for _ in range(workers)]
+    stop = threading.Event()
+    barrier = threading.Barrier(workers + 1)
+
+    def worker(i: int) -> None:
+        pc = time.perf_counter
+        w = waits[i]
+        n = 0
+        barrier.wait()
+        while not stop.is_set():
+            t0 = pc()
+            with cm() as conn:
+                w.append(pc() - t0)
+                if query:
+                    conn.execute("SELECT 1")
+            n += 1
+        counts[i] = n
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(workers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return sum(counts), counts, [x for w in waits for x in w]
+
+
+def _tasks_round(
+    loop: asyncio.AbstractEventLoop, cm: Callable[[], Any], workers: int, seconds: float, query: bool
+) -> Round:
+    counts = [0] * workers
+    waits: list[float] = []
+
+    async def worker(i: int, stop: asyncio.Event) -> None:
+        pc = time.perf_counter
+        n = 0
+        while not stop.is_set():
+            t0 = pc()
+            async with cm() as conn:
+                waits.append(pc() - t0)
+                if query:
+                    await conn.execute("SELECT 1")
+                else:
+                    await asyncio.sleep(0)  # hold it across a switch, as any awaited work does
+            n += 1
+        counts[i] = n
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(worker(i, stop)) for i in range(workers)]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    loop.run_until_complete(main())
+    return sum(counts), counts, waits
+
+
+def contended(
+    title: str, impls: Mapping[str, Callable[[float], Round]], rounds: int,
+    seconds: float, out: TextIO,
+) -> dict[str, tuple[float, float, float]]:  # fmt: skip
+    """Interleaved timed rounds; per implementation: median ops/s, worst fairness, p99 wait."""
+    res: dict[str, list[tuple[float, float, float]]] = {name: [] for name in impls}
+    for r in range(rounds):
+        for name, run in impls.items():
+            total, counts, waits = run(seconds)
+            fair = min(counts) / max(counts) if counts and max(counts) else 0.0
+            res[name].append((total / seconds, fair, _quantile(waits, 0.99)))
+        out.write(f"\r  round {r + 1}/{rounds}")
+        out.flush()
+    out.write("\r" + " " * 30 + "\r")
+    summary = {
+        name: (
+            statistics.median(v[0] for v in vals),
+            min(v[1] for v in vals),
+            statistics.median(v[2] for v in vals),
+        )
+        for name, vals in res.items()
+    }
+    base_name = (
+        "fastpool[c]" if "fastpool[c]" in summary else next(n for n in summary if n.startswith("fastpool"))
+    )
+    base = summary[base_name][0]
+    out.write(f"\n{title}\n")
+    out.write(f"  {'implementation':<28} {'ops/s':>10} {'vs ' + base_name:>16} {'min/max per worker':>19}"
+              f" {'p99 wait':>12}\n")  # fmt: skip
+    for name, (ops, fair, p99) in sorted(summary.items(), key=lambda kv: -kv[1][0]):
+        out.write(f"  {name:<28} {ops:>10,.0f} {ops / base:>15.2f}x {fair:>19.2f} {p99 * 1e6:>9.0f} us\n")
+    return summary
+
+
+def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]], skipped: list[str],
+                        out: TextIO) -> None:  # fmt: skip
+    from ._apool import AsyncPool
+
+    rounds, seconds = (1, 0.2) if quick else (3, 1.0)
+    sync_pools: dict[str, Any] = {}
+    for twin in _twins():
+        p = _with_twin(twin, lambda: Pool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}))
+        closers.append(p.close)
+        sync_pools[f"fastpool[{twin}]"] = p
+    loop = asyncio.new_event_loop()
+    async_pools: dict[str, Any] = {}
+    for twin in _twins():
+        ap = _with_twin(twin, lambda: AsyncPool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}))
+        loop.run_until_complete(ap.open())
+        closers.insert(0, partial(_close_on, loop, ap))
+        async_pools[f"fastpool[{twin}]"] = ap
+    try:
+        import psycopg_pool
+
+        pp = psycopg_pool.ConnectionPool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}, open=True)
+        pp.wait()
+        closers.append(pp.close)
+        sync_pools["psycopg_pool"] = pp
+        app = psycopg_pool.AsyncConnectionPool(
+            dsn, min_size=4, max_size=4, kwargs={"autocommit": True}, open=False
+        )
+        loop.run_until_complete(app.open(wait=True))
+        closers.insert(0, lambda: loop.run_until_complete(app.close()))
+        async_pools["psycopg_pool async"] = app
+    except ImportError:
+        pass
+    closers.append(loop.close)
+    for query, label in ((False, "no query"), (True, "SELECT 1")):
+        impls = {
+            name: partial(lambda s, p, q: _threads_round(p.connection, 16, s, q), p=p, q=query)
+            for name, p in sync_pools.items()
+        }
+        out.write(f"\ncontended, {label}, 16 threads on 4 connections: {len(impls)} implementations\n")
+        contended(f"contended, {label}, 16 threads on 4 connections", impls, rounds, seconds, out)
+        aimpls = {
+            name: partial(lambda s, p, q: _tasks_round(loop, p.connection, 64, s, q), p=p, q=query)
+            for name, p in async_pools.items()
+        }
+        out.write(f"\ncontended, {label}, 64 tasks on 4 connections: {len(aimpls)} implementations\n")
+        contended(f"contended, {label}, 64 tasks on 4 connections", aimpls, rounds, seconds, out)
+
+
+# -- memory ------------------------------------------------------------------------------------------
+
+
+def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
+    """Python memory (tracemalloc) a pool adds per idle connection, beyond psycopg's own."""
+    import gc
+    import tracemalloc
+
+    import psycopg
+
+    def traced(make: Callable[[], Any], close: Callable[[Any], None]) -> int:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        obj = make()
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        close(obj)
+        return used
+
+    def close_all(conns: list[Any]) -> None:
+        for c in conns:
+            c.close()
+
+    raw = traced(lambda: [psycopg.connect(dsn) for _ in range(n)], close_all)
+
+    def pool_of(twin: str) -> Any:
+        p = _with_twin(twin, lambda: Pool(dsn, min_size=n, max_size=n))
+        p.wait()
+        return p
+
+    rows = {f"fastpool[{t}]": traced(partial(pool_of, t), lambda p: p.close()) for t in _twins()}
+    try:
+        import psycopg_pool
+
+        def pp() -> Any:
+            p = psycopg_pool.ConnectionPool(dsn, min_size=n, max_size=n, open=True)
+            p.wait()
+            return p
+
+        rows["psycopg_pool"] = traced(pp, lambda p: p.close())
+    except ImportError:
+        pass
+    out.write(f"\nmemory, {n} idle connections (tracemalloc; psycopg's own: {raw / n / 1024:.1f} KiB each)\n")
+    out.write(f"  {'implementation':<28} {'added per connection':>22}\n")
+    for name, used in rows.items():
+        out.write(f"  {name:<28} {(used - raw) / n / 1024:>18.1f} KiB\n")
+
+
 def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
     """Run every shape that can run here and print the tables; return the exit code."""
     rounds, batch = (5, 200) if quick else (25, 2000)
@@ -238,6 +476,14 @@ def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
         for title, shape in all_shapes.items():
             out.write(f"\n{title}: {len(shape)} implementations, {rounds} rounds of {batch}\n")
             report(title, measure(shape, rounds, batch, out), out)
+        if dsn is not None:
+            title = "SELECT 1 per borrow, 1 thread (autocommit)"
+            shape = _select1_shape(dsn, closers, skipped)
+            q_rounds, q_batch = (3, 50) if quick else (9, 300)
+            out.write(f"\n{title}: {len(shape)} implementations, {q_rounds} rounds of {q_batch}\n")
+            report(title, measure(shape, q_rounds, q_batch, out), out)
+            _contended_sections(dsn, quick, closers, skipped, out)
+            memory_per_connection(dsn, 10 if quick else 40, out)
     finally:
         for close in closers:
             try:

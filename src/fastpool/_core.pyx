@@ -11,6 +11,7 @@ per-operation allocation on the hot path).
 cimport cython
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from collections import deque
 
 __all__ = [
@@ -60,6 +61,27 @@ cdef extern from *:
     #endif
     """
     int fastpool_readable(long long fd) nogil
+
+cdef extern from *:
+    """
+    static int fastpool_install_send(PyObject *type, sendfunc f) {
+        /* await on an AsyncBorrow: return the result through am_send, no StopIteration */
+        PyTypeObject *t = (PyTypeObject *)type;
+        if (t->tp_as_async == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "fastpool: AsyncBorrow has no async slots");
+            return -1;
+        }
+        t->tp_as_async->am_send = f;
+        PyType_Modified(t);
+        return 0;
+    }
+    """
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    ctypedef PySendResult (*sendfunc)(PyObject*, PyObject*, PyObject**) noexcept
+    int fastpool_install_send(object t, sendfunc f) except -1
 
 cdef extern from *:
     """
@@ -1020,3 +1042,15 @@ cdef class AsyncBorrow:
         r = self._result
         self._result = None
         raise StopIteration(r)
+
+
+cdef PySendResult _borrow_send(PyObject* self, PyObject* arg, PyObject** presult) noexcept:
+    cdef AsyncBorrow b = <AsyncBorrow><object>self
+    cdef object r = b._result
+    b._result = None
+    Py_INCREF(r)
+    presult[0] = <PyObject*>r
+    return PYGEN_RETURN
+
+
+fastpool_install_send(AsyncBorrow, _borrow_send)
