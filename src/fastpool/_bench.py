@@ -339,7 +339,8 @@ def contended(
     for r in range(rounds):
         for name, run in impls.items():
             total, counts, waits = run(seconds)
-            fair = min(counts) / max(counts) if counts and max(counts) else 0.0
+            most = max(counts, default=0)
+            fair = min(counts) / most if most else 0.0
             res[name].append((total / seconds, fair, _quantile(waits, 0.99)))
         out.write(f"\r  round {r + 1}/{rounds}")
         out.flush()
