@@ -356,11 +356,7 @@ class AsyncBasePool(PoolBase[C]):
                 if n:
                     self._start_connects(n)
                 e = await self._wait(w, now, deadline, timeout)
-            if (
-                e.fresh
-                or not (self._admit_always or (e.check_due and self._test_before_acquire))
-                or await self._admit(e, now)
-            ):
+            if e.fresh or not self._must_admit(e, now) or await self._admit(e, now):
                 e.fresh = False
                 return e
             if monotonic() >= deadline:

@@ -167,6 +167,21 @@ class PoolBase(Generic[C]):
             put_mode = core_mod.PUT_PLAIN
         return get_mode, put_mode
 
+    def _must_admit(self, e: Any, now: float) -> bool:
+        """Whether ``_admit`` has anything to do for ``e`` (I/O-free; a probe at most)."""
+        if self._check_always or self._before_acquire is not None:
+            return True
+        if e.check_due and self._test_before_acquire:
+            return True
+        if not self._has_needs_check:
+            return False
+        if not getattr(self._driver, "fast_probe", False):
+            return True  # a user's needs_health_check runs once, in _admit
+        try:
+            return bool(self._driver.needs_check(e, now))
+        except Exception:
+            return True  # _admit reports it
+
     @property
     def name(self) -> str:
         """The pool's name (for logs and reprs)."""

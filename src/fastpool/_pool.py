@@ -347,11 +347,7 @@ class BasePool(PoolBase[C]):
                 if n:
                     self._start_connects(n)
                 e = self._wait(w, now, deadline, timeout)  # type: ignore[arg-type]
-            if (
-                e.fresh
-                or not (self._admit_always or (e.check_due and self._test_before_acquire))
-                or self._admit(e, now)
-            ):
+            if e.fresh or not self._must_admit(e, now) or self._admit(e, now):
                 e.fresh = False
                 return e
             if monotonic() >= deadline:

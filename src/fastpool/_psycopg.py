@@ -25,6 +25,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from . import _impl
+from ._core_py import PROBE_AFTER
 from .recycle import Recycle
 from .resource import Driver
 
@@ -180,6 +181,11 @@ class PsycopgCommon(Driver):
         return _impl.core.ClientState(conn, self.epoch)
 
     def needs_check(self, entry: Any, now: float) -> bool:
+        if now - entry.last_used < PROBE_AFTER:  # just back (or handed over): only the status
+            return bool(entry.conn.pgconn.status != _OK)
+        return self._probe(entry)
+
+    def _probe(self, entry: Any) -> bool:
         pgconn = entry.conn.pgconn
         if pgconn.status != _OK:
             return True
@@ -192,7 +198,7 @@ class PsycopgCommon(Driver):
         # An idle connection has nothing to read unless the server spoke first:
         # a FATAL before EOF (terminated backend, restart) or a stray NOTIFY /
         # NOTICE, which would leak to the next borrower anyway.
-        return self.needs_check(entry, 0.0)
+        return self._probe(entry)
 
     def retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, OSError):
