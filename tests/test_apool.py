@@ -128,6 +128,32 @@ async def test_timeout_names_the_phase(apools: list[Any], actx: dict[str, Any]) 
 
 
 @pytest.mark.asyncio
+async def test_deadlines_keep_their_time(apools: list[Any], actx: dict[str, Any]) -> None:
+    """Queued waiters share one deadline timer; a shorter deadline after a longer one still fires."""
+    pool = AsyncResourcePool(ARes, actx, max_size=1)
+    apools.append(pool)
+    held = await pool.acquire()
+    long_waiter = asyncio.ensure_future(pool.acquire(timeout=30))  # arms the shared timer at +30 s
+    await asyncio.sleep(0.01)
+    await held.release()  # served at once: its deadline entry is gone, the timer still set far away
+    got = await long_waiter
+    t0 = time.monotonic()
+    with pytest.raises(PoolTimeout):
+        await pool.acquire(timeout=0.2)  # queue empty again: must not wait for the old timer
+    assert time.monotonic() - t0 < 2.0
+    slow = asyncio.ensure_future(pool.acquire(timeout=5))
+    await asyncio.sleep(0.01)
+    t0 = time.monotonic()
+    with pytest.raises(PoolTimeout):
+        await pool.acquire(timeout=0.2)  # shorter than the waiter before it: its own timer
+    assert time.monotonic() - t0 < 2.0
+    await got.release()
+    await (await slow).release()
+    s = check_invariants(pool)
+    assert s["waiting"] == 0 and s["in_use"] == 0
+
+
+@pytest.mark.asyncio
 async def test_waiters_served_fifo(apools: list[Any], actx: dict[str, Any]) -> None:
     pool = AsyncResourcePool(ARes, actx, max_size=1)
     apools.append(pool)

@@ -25,6 +25,7 @@ import asyncio
 import inspect
 import logging
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -81,6 +82,10 @@ class AsyncBasePool(PoolBase[C]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._orphans: SimpleQueue[Any] = SimpleQueue()
         self._connect_slots: asyncio.Semaphore | None = None
+        self._deadlines: deque[tuple[float, Any]] = deque()  # queued waiters by deadline (FIFO)
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0  # when the shared timer fires
+        self._waiting_state = self._core_mod.WAITER_WAITING
         self._fast = self._make_fast_path()
         if type(self).connection is AsyncBasePool.connection:
             self.connection = self._fast.connection  # type: ignore[method-assign]
@@ -151,6 +156,9 @@ class AsyncBasePool(PoolBase[C]):
         for w in self._core.close():
             w.error = PoolClosed(f"{self._name} was closed while waiting for a connection")
             _wake(w)
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         for own in list(self._ownerships):  # owners lose their pinned connections (SPEC 2.4.8)
             await own._stop_all()
         self._close_doomed()
@@ -370,17 +378,34 @@ class AsyncBasePool(PoolBase[C]):
         fut = w.handle
         remaining = deadline - now
         if remaining > 0:
-            assert self._loop is not None
-            timer = self._loop.call_later(remaining, _wake, w)
+            loop = self._loop
+            assert loop is not None
+            dq = self._deadlines
+            timer = None
+            if dq and deadline < dq[-1][0]:  # shorter than the queue's last: a timer of its own
+                timer = loop.call_later(remaining, _wake, w)
+            else:  # FIFO with one timeout: deadlines come in order, one timer serves them all
+                dq.append((deadline, w))
+                if self._deadline_timer is None or deadline < self._deadline_at:
+                    if self._deadline_timer is not None:
+                        self._deadline_timer.cancel()
+                    self._deadline_at = deadline
+                    self._deadline_timer = loop.call_later(remaining, self._expire_waiters)
             try:
                 await fut
             except BaseException:  # cancelled (or interrupted) while queued
-                timer.cancel()
+                if timer is not None:
+                    timer.cancel()
                 e = core.cancel_wait(w)
                 if e is not None:  # served in the same instant: pass it on
                     self._put_raw(e)
                 raise
-            timer.cancel()
+            finally:
+                waiting = self._waiting_state
+                while dq and dq[0][1].state != waiting:
+                    dq.popleft()  # served or cancelled: FIFO service keeps them at the head
+            if timer is not None:
+                timer.cancel()
         if w.entry is not None:  # served (the core sets the entry when it hands one over)
             self._counters["wait_ms"] += int((monotonic() - now) * 1000)
             return w.entry
@@ -389,6 +414,25 @@ class AsyncBasePool(PoolBase[C]):
         core.cancel_wait(w)  # still queued: the deadline passed
         self._counters["timeouts"] += 1
         raise self._timeout_error(timeout, now)
+
+    def _expire_waiters(self) -> None:
+        """The shared deadline timer: wake every queued waiter whose deadline passed."""
+        self._deadline_timer = None
+        dq = self._deadlines
+        now = monotonic()
+        waiting = self._waiting_state
+        while dq:
+            deadline, w = dq[0]
+            if w.state != waiting:
+                dq.popleft()
+            elif deadline <= now:
+                dq.popleft()
+                _wake(w)  # its _wait sees no entry and no error: a timeout
+            else:
+                break
+        if dq and self._loop is not None and not self._loop.is_closed():
+            self._deadline_at = dq[0][0]
+            self._deadline_timer = self._loop.call_later(max(0.0, dq[0][0] - now), self._expire_waiters)
 
     async def _admit(self, e: Any, now: float) -> bool:
         conn = e.conn
