@@ -18,6 +18,8 @@ from fastpool import _impl
 
 GROUP_PG = "borrow+return, no query, 1 thread (psycopg, 4 connections)"
 GROUP_RES = "borrow+return, 1 thread (plain resource, no database)"
+GROUP_16 = "borrow+return, no query, 16 threads on 4 connections (psycopg)"
+THREADS = 16
 # Each benchmarked call does OPS borrows, so that the harness's own per-call cost
 # (about a microsecond here) does not blur sub-microsecond differences; the
 # ratio table reports per-borrow times (extra_info["ops"]).
@@ -147,3 +149,24 @@ def res_borrow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.benchmark(group=GROUP_RES)
 def test_resource_borrow_return(benchmark: Any, res_borrow: Callable[[], None]) -> None:
     _bench(benchmark, res_borrow)
+
+
+@pytest.mark.benchmark(group=GROUP_16)
+def test_pg_borrow_return_16_threads(benchmark: Any, pg_borrow: Callable[[], None]) -> None:
+    """16 threads share 4 connections; each timed call runs OPS borrows in every thread."""
+
+    def worker(barrier: threading.Barrier) -> None:
+        barrier.wait(timeout=30)
+        for _ in range(OPS):
+            pg_borrow()
+
+    def run() -> None:
+        barrier = threading.Barrier(THREADS)
+        threads = [threading.Thread(target=worker, args=(barrier,)) for _ in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    benchmark.extra_info["ops"] = THREADS * OPS
+    benchmark.pedantic(run, rounds=10, warmup_rounds=1)

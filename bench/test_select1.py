@@ -2,8 +2,8 @@
 
 Every variant runs the query as psycopg does by default (in a transaction,
 committed at the end of the borrow).  1 thread: each timed call runs OPS queries.
-8 threads on 4 pooled connections:
-each timed call starts 8 threads that run OPS_PER_THREAD queries each (the
+16 threads on 4 pooled connections:
+each timed call starts 16 threads that run OPS_PER_THREAD queries each (the
 dedicated-connection baseline gives each thread its own connection).  The
 ratio table reports time per query.
 """
@@ -21,10 +21,10 @@ import fastpool
 from fastpool import _impl
 
 GROUP_1 = "SELECT 1 end to end, 1 thread"
-GROUP_8 = "SELECT 1 end to end, 8 threads on 4 connections"
+GROUP_16 = "SELECT 1 end to end, 16 threads on 4 connections"
 OPS = 50
-THREADS = 8
-OPS_PER_THREAD = 25
+THREADS = 16
+OPS_PER_THREAD = 12
 
 IMPLS = ["fastpool[c]", "fastpool[python]", "psycopg_pool", "dedicated connection"]
 
@@ -93,8 +93,8 @@ def test_select1_one_thread(benchmark: Any, query: Any) -> None:
     benchmark(run)
 
 
-@pytest.mark.benchmark(group=GROUP_8)
-def test_select1_eight_threads(benchmark: Any, query: Any) -> None:
+@pytest.mark.benchmark(group=GROUP_16)
+def test_select1_sixteen_threads(benchmark: Any, query: Any) -> None:
     def worker(i: int, barrier: threading.Barrier) -> None:
         one = query(i)
         barrier.wait(timeout=30)

@@ -484,13 +484,14 @@ def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
             out.write(f"\n{title}: {len(shape)} implementations, {q_rounds} rounds of {q_batch}\n")
             report(title, measure(shape, q_rounds, q_batch, out), out)
             _contended_sections(dsn, quick, closers, skipped, out)
-            memory_per_connection(dsn, 10 if quick else 40, out)
     finally:
         for close in closers:
             try:
                 close()
             except Exception:  # pragma: no cover - best effort
                 pass
+    if dsn is not None:  # after every other pool is closed: it opens connections of its own
+        memory_per_connection(dsn, 10 if quick else 40, out)
     if skipped:
         out.write("\nskipped: " + "; ".join(skipped) + "\n")
     out.write("\nmedian of interleaved rounds; ratios are what to read, absolute times drift.\n")
