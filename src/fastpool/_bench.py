@@ -268,6 +268,49 @@ def _quantile(values: list[float], q: float) -> float:
 Round = tuple[int, list[int], list[float]]  # total ops, ops per worker, every acquire wait
 
 
+class _HandoffFloor:
+    """The least a FIFO pool can do under a lock: pop/append, or hand over to the oldest waiter."""
+
+    def __init__(self, n: int) -> None:
+        self.idle: deque[object] = deque(object() for _ in range(n))
+        self.waiters: deque[list[Any]] = deque()
+        self.lock = threading.Lock()
+
+    def connection(self) -> _HandoffBorrow:
+        return _HandoffBorrow(self)
+
+
+class _HandoffBorrow:
+    __slots__ = ("conn", "pool")
+
+    def __init__(self, pool: _HandoffFloor) -> None:
+        self.pool = pool
+        self.conn: Any = None
+
+    def __enter__(self) -> Any:
+        p = self.pool
+        with p.lock:
+            if p.idle:
+                self.conn = p.idle.pop()
+                return self.conn
+            w: list[Any] = [threading.Lock(), None]
+            w[0].acquire()
+            p.waiters.append(w)
+        w[0].acquire()
+        self.conn = w[1]
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        p = self.pool
+        with p.lock:
+            if p.waiters:
+                w = p.waiters.popleft()
+                w[1] = self.conn
+                w[0].release()
+            else:
+                p.idle.append(self.conn)
+
+
 def _threads_round(cm: Callable[[], Any], workers: int, seconds: float, query: bool) -> Round:
     counts = [0] * workers
     waits: list[list[float]] = [[] for _ in range(workers)]
@@ -399,9 +442,10 @@ def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]],
         pass
     closers.append(loop.close)
     for query, label in ((False, "no query"), (True, "SELECT 1")):
+        pools = sync_pools if query else {**sync_pools, "floor: FIFO hand-off": _HandoffFloor(4)}
         impls = {
             name: partial(lambda s, p, q: _threads_round(p.connection, 16, s, q), p=p, q=query)
-            for name, p in sync_pools.items()
+            for name, p in pools.items()
         }
         out.write(f"\ncontended, {label}, 16 threads on 4 connections: {len(impls)} implementations\n")
         contended(f"contended, {label}, 16 threads on 4 connections", impls, rounds, seconds, out)
