@@ -15,12 +15,13 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
 import psycopg
 import pytest
+import pytest_asyncio
 
 import fastpool
 from fastpool import _impl
@@ -213,6 +214,24 @@ def make_pool(twin: str, dsn: str, app_name: str) -> Iterator[Any]:
     yield make
     for p in pools:
         p.close(timeout=1.0)
+
+
+@pytest_asyncio.fixture
+async def apool(twin: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
+    """Build ``fastpool.AsyncPool`` objects on the test's twin and loop; all are closed at the end."""
+    pools: list[fastpool.AsyncPool] = []
+
+    def make(**kw: Any) -> fastpool.AsyncPool:
+        kwargs = dict(kw.pop("kwargs", {}))
+        kwargs.setdefault("application_name", app_name)
+        kw.setdefault("acquire_timeout", 10.0)
+        p = fastpool.AsyncPool(kw.pop("conninfo", dsn), kwargs=kwargs, **kw)
+        pools.append(p)
+        return p
+
+    yield make
+    for p in pools:
+        await p.close(timeout=1.0)
 
 
 def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 import fastpool
-from fastpool import AsyncLeadership, AsyncPool, LeadershipLost, LeadershipNotAcquired, PoolTimeout
+from fastpool import AsyncLeadership, LeadershipLost, LeadershipNotAcquired, PoolTimeout
 
 from .conftest import backends, check_invariants, wait_until
 
@@ -24,21 +22,6 @@ KEY = -(1 << 62) - 777
 def locks_of(admin: Any, pid: int) -> list[tuple[Any, ...]]:
     sql = "SELECT classid::bigint, objid::bigint, objsubid FROM pg_locks WHERE locktype='advisory' AND pid=%s"
     return admin.execute(sql, (pid,)).fetchall()
-
-
-@pytest_asyncio.fixture
-async def apool(twin: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
-    pools: list[AsyncPool] = []
-
-    def make(**kw: Any) -> AsyncPool:
-        kw.setdefault("acquire_timeout", 10.0)
-        p = AsyncPool(dsn, kwargs={"application_name": app_name}, **kw)
-        pools.append(p)
-        return p
-
-    yield make
-    for p in pools:
-        await p.close(timeout=1.0)
 
 
 async def gone(admin: Any, pid: int) -> bool:

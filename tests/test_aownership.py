@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
-import pytest_asyncio
 
 from fastpool import (
     AsyncOwnership,
-    AsyncPool,
     AsyncSandbox,
     Mode,
     OwnershipError,
@@ -25,21 +22,6 @@ from fastpool import (
 from .conftest import backends, check_invariants, wait_until
 
 pytestmark = [pytest.mark.db, pytest.mark.asyncio]
-
-
-@pytest_asyncio.fixture
-async def apool(twin: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
-    pools: list[AsyncPool] = []
-
-    def make(**kw: Any) -> AsyncPool:
-        kw.setdefault("acquire_timeout", 10.0)
-        p = AsyncPool(dsn, kwargs={"application_name": app_name}, **kw)
-        pools.append(p)
-        return p
-
-    yield make
-    for p in pools:
-        await p.close(timeout=1.0)
 
 
 async def pid_of(own: Any, **kw: Any) -> int:

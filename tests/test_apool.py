@@ -362,23 +362,6 @@ async def test_async_hooks(apools: list[Any], actx: dict[str, Any]) -> None:
 # -- psycopg on the real server ---------------------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def apg(twin: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
-    pools: list[AsyncPool] = []
-
-    def make(**kw: Any) -> AsyncPool:
-        kwargs = dict(kw.pop("kwargs", {}))
-        kwargs.setdefault("application_name", app_name)
-        kw.setdefault("acquire_timeout", 10.0)
-        p = AsyncPool(kw.pop("conninfo", dsn), kwargs=kwargs, **kw)
-        pools.append(p)
-        return p
-
-    yield make
-    for p in pools:
-        await p.close(timeout=1.0)
-
-
 async def pid(conn: Any) -> int:
     cur = await conn.execute("SELECT pg_backend_pid()")
     row = await cur.fetchone()
@@ -387,10 +370,10 @@ async def pid(conn: Any) -> int:
 
 @pytest.mark.db
 @pytest.mark.asyncio
-async def test_pg_borrow_commit_rollback(apg: Any, admin: Any) -> None:
+async def test_pg_borrow_commit_rollback(apool: Any, admin: Any) -> None:
     admin.execute("CREATE TABLE IF NOT EXISTS fastpool_async (id int, tag text)")
     tag = f"t{time.monotonic_ns()}"
-    pool = apg(max_size=2)
+    pool = apool(max_size=2)
     await pool.open()
     async with pool.connection() as conn:
         await conn.execute("INSERT INTO fastpool_async VALUES (1, %s)", (tag,))
@@ -415,8 +398,8 @@ async def test_pg_eager_open_failure_names_the_host(twin: str) -> None:
 
 @pytest.mark.db
 @pytest.mark.asyncio
-async def test_pg_terminated_backend_and_state_restore(apg: Any, admin: Any) -> None:
-    pool = apg(max_size=1)
+async def test_pg_terminated_backend_and_state_restore(apool: Any, admin: Any) -> None:
+    pool = apool(max_size=1)
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
         p1 = await pid(conn)
@@ -429,9 +412,9 @@ async def test_pg_terminated_backend_and_state_restore(apg: Any, admin: Any) -> 
 
 @pytest.mark.db
 @pytest.mark.asyncio
-async def test_pg_wait_for_storm_then_full_capacity(apg: Any, admin: Any, app_name: str) -> None:
+async def test_pg_wait_for_storm_then_full_capacity(apool: Any, admin: Any, app_name: str) -> None:
     # T004-11
-    pool = apg(max_size=4)
+    pool = apool(max_size=4)
 
     async def busy() -> None:
         for _ in range(30):
@@ -456,13 +439,13 @@ async def test_pg_wait_for_storm_then_full_capacity(apg: Any, admin: Any, app_na
 
 @pytest.mark.db
 @pytest.mark.asyncio
-async def test_pg_health_check_with_pg_sleep_cancelled(apg: Any, admin: Any, app_name: str) -> None:
+async def test_pg_health_check_with_pg_sleep_cancelled(apool: Any, admin: Any, app_name: str) -> None:
     # T003-04 with the real driver: a check running pg_sleep(1) is cancelled mid-query
     async def slow_check(conn: Any, meta: ConnectionMetadata) -> bool:
         await conn.execute("SELECT pg_sleep(1)")
         return True
 
-    pool = apg(max_size=2, before_acquire=slow_check)
+    pool = apool(max_size=2, before_acquire=slow_check)
     for _ in range(10):
         async with pool.connection():  # a new connection (no check), idle afterwards
             pass
@@ -477,9 +460,9 @@ async def test_pg_health_check_with_pg_sleep_cancelled(apg: Any, admin: Any, app
 
 @pytest.mark.db
 @pytest.mark.asyncio
-async def test_pg_cancellation_storm(apg: Any, admin: Any, app_name: str) -> None:
+async def test_pg_cancellation_storm(apool: Any, admin: Any, app_name: str) -> None:
     # thousands of cancellations at random points, including while connecting and checking
-    pool = apg(max_size=4, max_lifetime=0.3, idle_timeout=None, verify_after=0.0)
+    pool = apool(max_size=4, max_lifetime=0.3, idle_timeout=None, verify_after=0.0)
     rnd = random.Random(11)
     in_use: set[int] = set()
 
@@ -529,9 +512,9 @@ async def test_pg_cancellation_storm(apg: Any, admin: Any, app_name: str) -> Non
 
 @pytest.mark.db
 @pytest.mark.asyncio
-async def test_pg_close_with_waiters(apg: Any, caplog: Any) -> None:
+async def test_pg_close_with_waiters(apool: Any, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, logger="fastpool")
-    pool = apg(max_size=1)
+    pool = apool(max_size=1)
     held = await pool.acquire()
     w = asyncio.ensure_future(pool.acquire(timeout=5))
     await asyncio.sleep(0.01)
@@ -624,11 +607,11 @@ def test_sync_and_async_surfaces_do_not_drift(sync_cls: type, async_cls: type) -
 
 @pytest.mark.db
 @pytest.mark.asyncio
-async def test_fast_borrow_path_shapes(apg: Any) -> None:
+async def test_fast_borrow_path_shapes(apool: Any) -> None:
     """The compiled borrow's edges, on both twins: re-entry, a tracer, many borrows in a row."""
     import sys
 
-    pool = apg(max_size=2, min_size=2)
+    pool = apool(max_size=2, min_size=2)
     await pool.open()
     cm = pool.connection()
     async with cm as c1:

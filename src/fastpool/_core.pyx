@@ -753,6 +753,34 @@ cdef class ClientState:
         )
 
 
+cdef inline bint _ready(Entry e, double now, int mode, bint tba) except -1:
+    """True when ``e`` may be handed out with no admission: the gates its pool's options call for."""
+    cdef ClientState st
+    if mode == GET_ADMIT or (e.check_due and tba):
+        return False
+    if mode == GET_PLAIN:
+        return True
+    if type(e.data) is not ClientState:
+        return False
+    st = <ClientState>e.data
+    return st.pgconn.status == 0 and (now - e.last_used < PROBE_AFTER or fastpool_readable(st.fd) == 0)
+
+
+cdef inline bint _returnable(Entry e, double now, int mode, long long epoch) except -1:
+    """True when ``e`` may go straight back: unexpired and, for psycopg, IDLE and unchanged."""
+    cdef ClientState st
+    if mode == PUT_PLAIN:
+        return now < e.expires_at
+    if mode != PUT_PSYCOPG or type(e.data) is not ClientState:
+        return False
+    st = <ClientState>e.data
+    pg = st.pgconn
+    return (
+        pg.status == 0 and pg.transaction_status == 0 and now < e.expires_at
+        and st.epoch == epoch and st.same(e.conn)
+    )
+
+
 @cython.final
 cdef class FastPath:
     """A threaded pool's per-borrow path: ``connection()``, ``get`` and ``put``.
@@ -794,61 +822,29 @@ cdef class FastPath:
         """Return an in-use entry (the pool's ``_get``)."""
         cdef double now = _now()
         cdef Entry e
-        cdef object pg
         self._acquire()
         try:
             e = self._core.acquire(now)
         finally:
             self._release_lock()
-        cdef ClientState st
         if e is not None:
             if self._core.doomed:
                 self._pool()._close_doomed()
-            if self._get_mode != GET_ADMIT and not (e.check_due and self._tba):
-                if self._get_mode == GET_PLAIN:
-                    return e
-                if type(e.data) is ClientState:
-                    st = <ClientState>e.data
-                    if st.pgconn.status == 0 and (
-                        now - e.last_used < PROBE_AFTER or fastpool_readable(st.fd) == 0
-                    ):
-                        return e
-                else:
-                    try:
-                        pg = e.conn.pgconn
-                        if pg.status == 0 and fastpool_readable(pg.socket) == 0:
-                            return e
-                    except Exception:
-                        pass
-            pool = self._pool()
-            if pool._admit(e, now):
+            if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now):
                 return e
         return self._pool()._get_slow(now, timeout)
 
+    cpdef give(self, Entry e, double now):
+        """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
+        self._give(e, now)
+
     cpdef put(self, Entry e, bint ok):
         """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
-        cdef double now
-        cdef object conn, pg, st
-        if self._put_mode == PUT_PSYCOPG:
-            conn = e.conn
-            st = e.data
-            pg = (<ClientState>st).pgconn if type(st) is ClientState else conn.pgconn
-            if pg.status == 0 and pg.transaction_status == 0:
-                now = _now()
-                if now < e.expires_at:
-                    if st is None or (
-                        (<ClientState>st).epoch == self.epoch and (<ClientState>st).same(conn)
-                        if type(st) is ClientState
-                        else st.epoch == self.epoch and st.same(conn)
-                    ):
-                        self._give(e, now)
-                        return
-        elif self._put_mode == PUT_PLAIN:
-            now = _now()
-            if now < e.expires_at:
-                self._give(e, now)
-                return
-        self._pool()._finish_put(e, ok)
+        cdef double now = _now()
+        if _returnable(e, now, self._put_mode, self.epoch):
+            self._give(e, now)
+        else:
+            self._pool()._finish_put(e, ok)
 
     cdef _give(self, Entry e, double now):
         cdef Waiter w
@@ -942,7 +938,6 @@ cdef class AsyncFastPath:
         """An in-use entry now, or an awaitable of the pool's giving one."""
         cdef double now
         cdef Entry e
-        cdef ClientState st
         if self.loop is None or _get_running_loop() is not self.loop:
             return self._pool()._get(timeout)  # first use binds; another loop raises
         now = _now()
@@ -951,38 +946,15 @@ cdef class AsyncFastPath:
             return self._pool()._get_slow(now, timeout)
         if self._core.doomed:
             self._pool()._close_doomed()
-        if self._get_mode != GET_ADMIT and not (e.check_due and self._tba):
-            if self._get_mode == GET_PLAIN:
-                return e
-            if type(e.data) is ClientState:
-                st = <ClientState>e.data
-                if st.pgconn.status == 0 and (
-                    now - e.last_used < PROBE_AFTER or fastpool_readable(st.fd) == 0
-                ):
-                    return e
+        if _ready(e, now, self._get_mode, self._tba):
+            return e
         return self._pool()._admit_or_slow(e, now, timeout)
 
     cpdef bint put_now(self, Entry e) except -1:
         """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""
-        cdef double now
+        cdef double now = _now()
         cdef Waiter w
-        cdef object conn, pg, st
-        if self._put_mode == PUT_PSYCOPG:
-            st = e.data
-            if type(st) is not ClientState:
-                return False
-            pg = (<ClientState>st).pgconn
-            if pg.status != 0 or pg.transaction_status != 0:
-                return False
-            now = _now()
-            if not (now < e.expires_at and (<ClientState>st).epoch == self.epoch
-                    and (<ClientState>st).same(e.conn)):
-                return False
-        elif self._put_mode == PUT_PLAIN:
-            now = _now()
-            if not now < e.expires_at:
-                return False
-        else:
+        if not _returnable(e, now, self._put_mode, self.epoch):
             return False
         w = self._core.release(e, now)
         if w is not None:

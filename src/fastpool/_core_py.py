@@ -669,6 +669,35 @@ class ClientState:
         )
 
 
+def _ready(e: Entry, now: float, mode: int, tba: bool) -> bool:
+    """True when ``e`` may be handed out with no admission: the gates its pool's options call for."""
+    if mode == GET_ADMIT or (e.check_due and tba):
+        return False
+    if mode == GET_PLAIN:
+        return True
+    st = e.data
+    if type(st) is not ClientState:
+        return False
+    return st.pgconn.status == 0 and (now - e.last_used < PROBE_AFTER or not readable(st.fd))
+
+
+def _returnable(e: Entry, now: float, mode: int, epoch: int) -> bool:
+    """True when ``e`` may go straight back: unexpired and, for psycopg, IDLE and unchanged."""
+    if mode == PUT_PLAIN:
+        return now < e.expires_at
+    st = e.data
+    if mode != PUT_PSYCOPG or type(st) is not ClientState:
+        return False
+    pg = st.pgconn
+    return bool(
+        pg.status == 0
+        and pg.transaction_status == 0
+        and now < e.expires_at
+        and st.epoch == epoch
+        and st.same(e.conn)
+    )
+
+
 class FastPath:
     """A threaded pool's per-borrow path: ``connection()``, ``get`` and ``put``.
 
@@ -702,49 +731,15 @@ class FastPath:
         lock.acquire()
         e = self._core.acquire(now)
         lock.release()
-        pool = self._pool()
         if e is not None:
             if self._core.doomed:
-                pool._close_doomed()
-            mode = self._get_mode
-            if mode != GET_ADMIT and not (e.check_due and self._tba):
-                if mode == GET_PLAIN:
-                    return e
-                st = e.data
-                try:
-                    if st is not None:
-                        if st.pgconn.status == 0 and (now - e.last_used < PROBE_AFTER or not readable(st.fd)):
-                            return e
-                    else:
-                        pg = e.conn.pgconn
-                        if pg.status == 0 and not readable(pg.socket):
-                            return e
-                except Exception:
-                    pass
-            if pool._admit(e, now):
+                self._pool()._close_doomed()
+            if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now):
                 return e
-        return pool._get_slow(now, timeout)  # type: ignore[no-any-return]
+        return self._pool()._get_slow(now, timeout)  # type: ignore[no-any-return]
 
-    def put(self, e: Entry, ok: bool) -> None:
-        """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
-        mode = self._put_mode
-        if mode == PUT_PSYCOPG:
-            conn = e.conn
-            st = e.data
-            pg = conn.pgconn if st is None else st.pgconn
-            if pg.status == 0 and pg.transaction_status == 0:
-                now = _monotonic()
-                if now < e.expires_at and (st is None or (st.epoch == self.epoch and st.same(conn))):
-                    self._release(e, now)
-                    return
-        elif mode == PUT_PLAIN:
-            now = _monotonic()
-            if now < e.expires_at:
-                self._release(e, now)
-                return
-        self._pool()._finish_put(e, ok)
-
-    def _release(self, e: Entry, now: float) -> None:
+    def give(self, e: Entry, now: float) -> None:
+        """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
         lock = self._lock
         lock.acquire()
         w = self._core.release(e, now)
@@ -753,6 +748,14 @@ class FastPath:
             w.handle.release()
         if self._core.doomed:
             self._pool()._close_doomed()
+
+    def put(self, e: Entry, ok: bool) -> None:
+        """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
+        now = _monotonic()
+        if _returnable(e, now, self._put_mode, self.epoch):
+            self.give(e, now)
+        else:
+            self._pool()._finish_put(e, ok)
 
 
 class Borrow:
@@ -825,35 +828,14 @@ class AsyncFastPath:
             return self._pool()._get_slow(now, timeout)
         if self._core.doomed:
             self._pool()._close_doomed()
-        if self._get_mode != GET_ADMIT and not (e.check_due and self._tba):
-            if self._get_mode == GET_PLAIN:
-                return e
-            st = e.data
-            if (
-                type(st) is ClientState
-                and st.pgconn.status == 0
-                and (now - e.last_used < PROBE_AFTER or not readable(st.fd))
-            ):
-                return e
+        if _ready(e, now, self._get_mode, self._tba):
+            return e
         return self._pool()._admit_or_slow(e, now, timeout)
 
     def put_now(self, e: Entry) -> bool:
         """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""
-        if self._put_mode == PUT_PSYCOPG:
-            st = e.data
-            if type(st) is not ClientState:
-                return False
-            pg = st.pgconn
-            if pg.status != 0 or pg.transaction_status != 0:
-                return False
-            now = _monotonic()
-            if not (now < e.expires_at and st.epoch == self.epoch and st.same(e.conn)):
-                return False
-        elif self._put_mode == PUT_PLAIN:
-            now = _monotonic()
-            if not now < e.expires_at:
-                return False
-        else:
+        now = _monotonic()
+        if not _returnable(e, now, self._put_mode, self.epoch):
             return False
         w = self._core.release(e, now)
         if w is not None:

@@ -493,14 +493,7 @@ class BasePool(PoolBase[C]):
             self._close_doomed()
 
     def _put_raw(self, e: Any, now: float | None = None) -> None:
-        lock = self._lock
-        lock.acquire()
-        w = self._core.release(e, monotonic() if now is None else now)
-        lock.release()
-        if w is not None:
-            w.handle.release()
-        if self._doomed:
-            self._close_doomed()
+        self._fast.give(e, monotonic() if now is None else now)
 
     def _discard(self, e: Any) -> None:
         with self._lock:

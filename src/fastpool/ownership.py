@@ -226,7 +226,8 @@ def _unusable(conn: Any) -> bool:
 class _OwnershipBase(Generic[C]):
     """Registry, lookup and revocation bookkeeping shared by the sync and async classes."""
 
-    _pool_kind: ClassVar[str] = ""
+    _pool_class: ClassVar[Any] = None  # the pool family this class works with
+    _other: ClassVar[str] = ""  # the class to use for the other family
 
     def __init__(
         self,
@@ -239,6 +240,9 @@ class _OwnershipBase(Generic[C]):
         pre_checkin: Callable[[Any, C], Any] | None = None,
         label: str | None = None,
     ) -> None:
+        if not isinstance(pool, self._pool_class):
+            raise TypeError(f"pool: {type(self).__name__} needs a {self._pool_class.__name__} "
+                            f"(use {self._other} for the other kind), got {type(pool).__name__}")  # fmt: skip
         if not isinstance(mode, Mode):
             raise TypeError(f"mode must be Mode.AUTO, Mode.MANUAL or Mode.shared(owner), got {mode!r}")
         if mode.kind == "shared":
@@ -708,22 +712,8 @@ class Ownership(_OwnershipBase[C]):
     docstring for modes, allowances and the callers chain.
     """
 
-    def __init__(
-        self,
-        pool: Any,
-        *,
-        mode: Mode = Mode.AUTO,
-        ownership_timeout: float | None = 120.0,
-        ownership_log: int | str | None = None,
-        post_checkout: Callable[[C], Any] | None = None,
-        pre_checkin: Callable[[Any, C], Any] | None = None,
-        label: str | None = None,
-    ) -> None:
-        if not isinstance(pool, BasePool):
-            raise TypeError(f"pool: {type(self).__name__} needs a threaded fastpool pool "
-                            f"(use AsyncOwnership for an async one), got {type(pool).__name__}")  # fmt: skip
-        super().__init__(pool, mode=mode, ownership_timeout=ownership_timeout, ownership_log=ownership_log,
-                         post_checkout=post_checkout, pre_checkin=pre_checkin, label=label)  # fmt: skip
+    _pool_class = BasePool
+    _other = "AsyncOwnership"
 
     # -- checkout / checkin ----------------------------------------------------------------
 
@@ -1036,22 +1026,8 @@ class AsyncOwnership(_OwnershipBase[C]):
     in by a task).  ``post_checkout``/``pre_checkin`` may be coroutine functions.
     """
 
-    def __init__(
-        self,
-        pool: Any,
-        *,
-        mode: Mode = Mode.AUTO,
-        ownership_timeout: float | None = 120.0,
-        ownership_log: int | str | None = None,
-        post_checkout: Callable[[C], Any] | None = None,
-        pre_checkin: Callable[[Any, C], Any] | None = None,
-        label: str | None = None,
-    ) -> None:
-        if not isinstance(pool, AsyncBasePool):
-            raise TypeError(f"pool: {type(self).__name__} needs an async fastpool pool "
-                            f"(use Ownership for a threaded one), got {type(pool).__name__}")  # fmt: skip
-        super().__init__(pool, mode=mode, ownership_timeout=ownership_timeout, ownership_log=ownership_log,
-                         post_checkout=post_checkout, pre_checkin=pre_checkin, label=label)  # fmt: skip
+    _pool_class = AsyncBasePool
+    _other = "Ownership"
 
     async def checkout(self, *, caller: Any = None, ownership_timeout: float | None = _DEFAULT) -> Status:
         """Check a connection out for ``caller`` (default: the current task), now; see ``Ownership``."""

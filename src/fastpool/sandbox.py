@@ -28,7 +28,7 @@ import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 from psycopg import IsolationLevel
@@ -47,6 +47,9 @@ from .ownership import (
     _maybe_await,
     _StartOwner,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["AsyncSandbox", "Sandbox", "asgi_middleware", "wsgi_middleware"]
 
@@ -110,10 +113,38 @@ def _end_action(conn: Any, failed: bool) -> bytes:
     return _ROLLBACK_TO if failed or status == _INERROR else _RELEASE
 
 
-class _TokensMixin:
-    """Opaque tokens naming owners, for the HTTP middleware."""
+class _SandboxMixin:
+    """What Sandbox and AsyncSandbox share: options, one sandbox per pool, tokens for the middleware."""
 
     _tokens: dict[str, weakref.ReferenceType[Any]]
+    _instances: ClassVar[weakref.WeakKeyDictionary[Any, Any]]
+
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        mode: Mode = Mode.MANUAL,
+        isolation: IsolationLevel | str | None = None,
+        ownership_timeout: float | None = 120.0,
+        ownership_log: int | str | None = None,
+        label: str | None = None,
+    ) -> None:
+        super().__init__(pool, mode=mode, ownership_timeout=ownership_timeout,  # type: ignore[call-arg]
+                         ownership_log=ownership_log, label=label)  # fmt: skip
+        self._isolation = _isolation(isolation)
+        self._tokens = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._instances = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_pool(cls, pool: Any, **options: Any) -> Self:
+        """The pool's one sandbox (made with ``options`` the first time): tests and app share it."""
+        sb = cls._instances.get(pool)
+        if sb is None:
+            sb = cls._instances[pool] = cls(pool, **options)
+        return sb
 
     def token(self, owner: Any) -> str:
         """A random token that lets an HTTP request join ``owner``'s sandbox (see the middleware)."""
@@ -134,33 +165,8 @@ class _TokensMixin:
         return ref() if ref is not None else None
 
 
-class Sandbox(_TokensMixin, Ownership[psycopg.Connection[Any]]):
+class Sandbox(_SandboxMixin, Ownership[psycopg.Connection[Any]]):
     """Transactional test isolation over a threaded :class:`fastpool.Pool`; see the module docstring."""
-
-    _instances: ClassVar[weakref.WeakKeyDictionary[Any, Any]] = weakref.WeakKeyDictionary()
-
-    def __init__(
-        self,
-        pool: Any,
-        *,
-        mode: Mode = Mode.MANUAL,
-        isolation: IsolationLevel | str | None = None,
-        ownership_timeout: float | None = 120.0,
-        ownership_log: int | str | None = None,
-        label: str | None = None,
-    ) -> None:
-        super().__init__(pool, mode=mode, ownership_timeout=ownership_timeout, ownership_log=ownership_log,
-                         label=label)  # fmt: skip
-        self._isolation = _isolation(isolation)
-        self._tokens = {}
-
-    @classmethod
-    def for_pool(cls, pool: Any, **options: Any) -> Sandbox:
-        """The pool's one Sandbox (made with ``options`` the first time): tests and app share it."""
-        sb = cls._instances.get(pool)
-        if sb is None:
-            sb = cls._instances[pool] = cls(pool, **options)
-        return sb
 
     def checkout(
         self, *, caller: Any = None, ownership_timeout: float | None = _DEFAULT, sandbox: bool = True,
@@ -235,33 +241,8 @@ class Sandbox(_TokensMixin, Ownership[psycopg.Connection[Any]]):
         return super()._checkout(caller, ownership_timeout, data)
 
 
-class AsyncSandbox(_TokensMixin, AsyncOwnership[psycopg.AsyncConnection[Any]]):
+class AsyncSandbox(_SandboxMixin, AsyncOwnership[psycopg.AsyncConnection[Any]]):
     """The asyncio form of :class:`Sandbox`, over a :class:`fastpool.AsyncPool`."""
-
-    _instances: ClassVar[weakref.WeakKeyDictionary[Any, Any]] = weakref.WeakKeyDictionary()
-
-    def __init__(
-        self,
-        pool: Any,
-        *,
-        mode: Mode = Mode.MANUAL,
-        isolation: IsolationLevel | str | None = None,
-        ownership_timeout: float | None = 120.0,
-        ownership_log: int | str | None = None,
-        label: str | None = None,
-    ) -> None:
-        super().__init__(pool, mode=mode, ownership_timeout=ownership_timeout, ownership_log=ownership_log,
-                         label=label)  # fmt: skip
-        self._isolation = _isolation(isolation)
-        self._tokens = {}
-
-    @classmethod
-    def for_pool(cls, pool: Any, **options: Any) -> AsyncSandbox:
-        """The pool's one AsyncSandbox (made with ``options`` the first time)."""
-        sb = cls._instances.get(pool)
-        if sb is None:
-            sb = cls._instances[pool] = cls(pool, **options)
-        return sb
 
     async def checkout(
         self, *, caller: Any = None, ownership_timeout: float | None = _DEFAULT, sandbox: bool = True,
