@@ -483,14 +483,7 @@ class BasePool(PoolBase[C]):
                 self._counters["returns_bad"] += 1
             self._discard(e)
             return
-        lock = self._lock
-        lock.acquire()
-        w = self._core.release(e, now)
-        lock.release()
-        if w is not None:
-            w.handle.release()
-        if self._doomed:
-            self._close_doomed()
+        self._fast.give(e, now)
 
     def _put_raw(self, e: Any, now: float | None = None) -> None:
         self._fast.give(e, monotonic() if now is None else now)
