@@ -320,3 +320,46 @@ def test_drain(core_mod: ModuleType) -> None:
     core.enqueue(w, 3.0)
     connect(core, 3.5, "new")
     assert core.release(w.entry, 4.0) is None and core.idle == 1, "created after the drain: kept"
+
+
+def test_compiled_lock_behaves_like_threading_lock() -> None:
+    """The compiled core's Lock (taken in C by the borrow path) keeps threading.Lock's contract."""
+    import threading
+    import time
+
+    try:
+        c = load_twin("c")
+    except ImportError:
+        pytest.skip("compiled core not built")
+    lock = c.Lock()
+    assert lock.acquire() is True and lock.locked()
+    assert lock.acquire(False) is False
+    t0 = time.monotonic()
+    assert lock.acquire(True, 0.05) is False
+    assert time.monotonic() - t0 >= 0.04
+    lock.release()
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    counter = [0]
+
+    def bump() -> None:
+        for _ in range(20000):
+            with lock:
+                counter[0] += 1
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counter[0] == 80000
+    got: list[bool] = []
+    lock.acquire()
+    waiter = threading.Thread(target=lambda: got.append(lock.acquire(True, 5)))
+    waiter.start()
+    time.sleep(0.05)
+    lock.release()  # a thread blocked in acquire (GIL released) gets it
+    waiter.join(5)
+    assert got == [True]
+    lock.release()

@@ -12,6 +12,21 @@ cimport cython
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport (
+    NOWAIT_LOCK,
+    PY_LOCK_ACQUIRED,
+    PY_LOCK_INTR,
+    PyLockStatus,
+    PyThread_acquire_lock,
+    PyThread_allocate_lock,
+    PyThread_free_lock,
+    PyThread_release_lock,
+    PyThread_type_lock,
+)
+
+cdef extern from "pythread.h":
+    PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock, long long microseconds, int intr_flag) nogil
 from collections import deque
 
 __all__ = [
@@ -677,6 +692,81 @@ cdef inline bint _eq(object a, object b) except -1:
 
 
 @cython.final
+cdef class Lock:
+    """A mutex like ``threading.Lock`` whose acquire/release the borrow path calls in C.
+
+    ``threading.Lock.acquire`` parses its arguments by keyword on every call;
+    this one is taken without a Python call when uncontended, and waits with
+    the GIL released (signal handlers run, as with ``threading.Lock``).
+    """
+
+    cdef PyThread_type_lock _lock
+    cdef bint _locked
+
+    def __cinit__(self):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("fastpool: cannot allocate a lock")
+        self._locked = False
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            if self._locked:
+                PyThread_release_lock(self._lock)
+            PyThread_free_lock(self._lock)
+
+    cdef inline bint take(self) except -1:
+        """Acquire, blocking as long as it takes."""
+        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            self._locked = True
+            return True
+        return self._wait(-1)
+
+    cdef bint _wait(self, long long microseconds) except -1:
+        cdef PyLockStatus r
+        while True:
+            with nogil:
+                r = PyThread_acquire_lock_timed(self._lock, microseconds, 1)
+            if r == PY_LOCK_INTR:
+                PyErr_CheckSignals()  # a handler may raise (KeyboardInterrupt)
+                continue  # a timed wait restarts in full: waits here are short
+            if r == PY_LOCK_ACQUIRED:
+                self._locked = True
+                return True
+            return False
+
+    cdef inline void give(self) noexcept:
+        self._locked = False
+        PyThread_release_lock(self._lock)
+
+    def acquire(self, bint blocking=True, double timeout=-1):
+        """Acquire; ``blocking``/``timeout`` as for ``threading.Lock.acquire``."""
+        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            self._locked = True
+            return True
+        if not blocking:
+            return False
+        return self._wait(-1 if timeout < 0 else <long long>(timeout * 1e6))
+
+    def release(self):
+        """Release; ``RuntimeError`` if it is not held."""
+        if not self._locked:
+            raise RuntimeError("release unlocked lock")
+        self.give()
+
+    def locked(self):
+        """True while held."""
+        return self._locked
+
+    def __enter__(self):
+        self.take()
+        return True
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+@cython.final
 cdef class ClientState:
     """A psycopg connection's client-side settings when it joined the pool.
 
@@ -792,6 +882,7 @@ cdef class FastPath:
 
     cdef object _pool  # a weak reference: the pool owns its fast path, not the reverse
     cdef PoolCore _core
+    cdef Lock _clock  # the pool's lock when it is ours (taken in C), else None
     cdef object _acquire
     cdef object _release_lock
     cdef object _driver
@@ -803,6 +894,7 @@ cdef class FastPath:
     def __init__(self, pool_ref, PoolCore core, lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
         self._core = core
+        self._clock = lock if type(lock) is Lock else None
         self._acquire = lock.acquire
         self._release_lock = lock.release
         self._driver = driver
@@ -822,11 +914,18 @@ cdef class FastPath:
         """Return an in-use entry (the pool's ``_get``)."""
         cdef double now = _now()
         cdef Entry e
-        self._acquire()
-        try:
-            e = self._core.acquire(now)
-        finally:
-            self._release_lock()
+        if self._clock is not None:
+            self._clock.take()
+            try:
+                e = self._core.acquire(now)
+            finally:
+                self._clock.give()
+        else:
+            self._acquire()
+            try:
+                e = self._core.acquire(now)
+            finally:
+                self._release_lock()
         if e is not None:
             if self._core.doomed:
                 self._pool()._close_doomed()
@@ -848,11 +947,18 @@ cdef class FastPath:
 
     cdef _give(self, Entry e, double now):
         cdef Waiter w
-        self._acquire()
-        try:
-            w = self._core.release(e, now)
-        finally:
-            self._release_lock()
+        if self._clock is not None:
+            self._clock.take()
+            try:
+                w = self._core.release(e, now)
+            finally:
+                self._clock.give()
+        else:
+            self._acquire()
+            try:
+                w = self._core.release(e, now)
+            finally:
+                self._release_lock()
         if w is not None:
             w.handle.release()
         if self._core.doomed:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import psycopg
 
+from . import _impl
 from ._base import C, Hook, PoolBase, PooledBase
 from ._maintenance import Maintenance
 from ._meta import META_NEW, ConnectionMetadata
@@ -54,7 +55,8 @@ class BasePool(PoolBase[C]):
         start: bool = True,
         **options: Any,
     ) -> None:
-        super().__init__(make_driver, threading.Lock(), **options)
+        # the compiled core's Lock is taken in C by the borrow path; the pure twin uses threading's
+        super().__init__(make_driver, getattr(_impl.core, "Lock", threading.Lock)(), **options)
         self._maint = Maintenance(self._name, self._num_workers)
         self._fast = self._make_fast_path()
         self._get = self._fast.get  # type: ignore[method-assign]  # compiled, no Python frame
