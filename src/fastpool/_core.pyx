@@ -852,8 +852,10 @@ cdef inline bint _ready(Entry e, double now, int mode, bint tba) except -1:
         return True
     if type(e.data) is not ClientState:
         return False
+    if now - e.last_used < PROBE_AFTER:
+        return True  # checked OK and IDLE at its return an instant ago, untouched since
     st = <ClientState>e.data
-    return st.pgconn.status == 0 and (now - e.last_used < PROBE_AFTER or fastpool_readable(st.fd) == 0)
+    return st.pgconn.status == 0 and fastpool_readable(st.fd) == 0
 
 
 cdef inline bint _returnable(Entry e, double now, int mode, long long epoch) except -1:
@@ -865,9 +867,8 @@ cdef inline bint _returnable(Entry e, double now, int mode, long long epoch) exc
         return False
     st = <ClientState>e.data
     pg = st.pgconn
-    return (
-        pg.status == 0 and pg.transaction_status == 0 and now < e.expires_at
-        and st.epoch == epoch and st.same(e.conn)
+    return (  # libpq reports a bad connection's transaction status as UNKNOWN, never IDLE (0)
+        pg.transaction_status == 0 and now < e.expires_at and st.epoch == epoch and st.same(e.conn)
     )
 
 

@@ -678,7 +678,9 @@ def _ready(e: Entry, now: float, mode: int, tba: bool) -> bool:
     st = e.data
     if type(st) is not ClientState:
         return False
-    return st.pgconn.status == 0 and (now - e.last_used < PROBE_AFTER or not readable(st.fd))
+    if now - e.last_used < PROBE_AFTER:
+        return True  # checked OK and IDLE at its return an instant ago, untouched since
+    return st.pgconn.status == 0 and not readable(st.fd)
 
 
 def _returnable(e: Entry, now: float, mode: int, epoch: int) -> bool:
@@ -689,12 +691,8 @@ def _returnable(e: Entry, now: float, mode: int, epoch: int) -> bool:
     if mode != PUT_PSYCOPG or type(st) is not ClientState:
         return False
     pg = st.pgconn
-    return bool(
-        pg.status == 0
-        and pg.transaction_status == 0
-        and now < e.expires_at
-        and st.epoch == epoch
-        and st.same(e.conn)
+    return bool(  # libpq reports a bad connection's transaction status as UNKNOWN, never IDLE (0)
+        pg.transaction_status == 0 and now < e.expires_at and st.epoch == epoch and st.same(e.conn)
     )
 
 
