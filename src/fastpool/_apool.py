@@ -62,6 +62,7 @@ async def _maybe_await(value: Any) -> Any:
 
 
 _running_loop = asyncio.get_running_loop
+_Future = asyncio.Future
 
 
 def _wake(w: Any) -> None:
@@ -337,8 +338,13 @@ class AsyncBasePool(PoolBase[C]):
         return await self._get_slow(now, timeout)
 
     async def _get_slow(self, start: float, timeout: float | None) -> Any:
-        self._bind()
-        self._drain_orphans()
+        """Queue for a connection (one coroutine: no per-wait frame of its own).
+
+        Callers have bound the pool to the running loop (``_get``, or the fast
+        path's loop check).
+        """
+        if not self._orphans.empty():
+            self._drain_orphans()
         if timeout is None:
             timeout = self._acquire_timeout
         elif timeout < 0:
@@ -355,7 +361,8 @@ class AsyncBasePool(PoolBase[C]):
             if e is None:
                 if self._closed:
                     raise self._closed_error()
-                w = self._waiter_cls(loop.create_future())
+                fut: asyncio.Future[None] = _Future(loop=loop)  # create_future() adds a Python frame
+                w = self._waiter_cls(fut)
                 n = core.enqueue(w, now)
                 if n < 0:
                     raise TooManyRequests(
@@ -363,7 +370,44 @@ class AsyncBasePool(PoolBase[C]):
                     )
                 if n:
                     self._start_connects(n)
-                e = await self._wait(w, now, deadline, timeout)
+                # -- wait: served (w.entry), failed (w.error), or woken at the deadline
+                remaining = deadline - now
+                if remaining > 0:
+                    dq = self._deadlines
+                    timer = None
+                    if dq and deadline < dq[-1][0]:  # shorter than the queue's last: its own timer
+                        timer = loop.call_later(remaining, _wake, w)
+                    else:  # FIFO with one timeout: deadlines come in order, one timer serves all
+                        dq.append((deadline, w))
+                        if self._deadline_timer is None or deadline < self._deadline_at:
+                            if self._deadline_timer is not None:
+                                self._deadline_timer.cancel()
+                            self._deadline_at = deadline
+                            self._deadline_timer = loop.call_later(remaining, self._expire_waiters)
+                    try:
+                        await fut
+                    except BaseException:  # cancelled (or interrupted) while queued
+                        if timer is not None:
+                            timer.cancel()
+                        e = core.cancel_wait(w)
+                        if e is not None:  # served in the same instant: pass it on
+                            self._put_raw(e)
+                        raise
+                    finally:
+                        waiting = self._waiting_state
+                        while dq and dq[0][1].state != waiting:
+                            dq.popleft()  # served or cancelled: FIFO service keeps them at the head
+                    if timer is not None:
+                        timer.cancel()
+                e = w.entry
+                if e is not None:  # served (the core sets the entry when it hands one over)
+                    self._counters["wait_ms"] += int((monotonic() - now) * 1000)
+                else:
+                    if w.error is not None:
+                        raise w.error
+                    core.cancel_wait(w)  # still queued: the deadline passed
+                    self._counters["timeouts"] += 1
+                    raise self._timeout_error(timeout, now)
             if e.fresh or not self._must_admit(e, now) or await self._admit(e, now):
                 e.fresh = False
                 return e
@@ -372,48 +416,6 @@ class AsyncBasePool(PoolBase[C]):
                 raise PoolTimeout(
                     f"couldn't get a connection after {timeout:.3g} s: timed out checking connections"
                 ) from self._last_error
-
-    async def _wait(self, w: Any, now: float, deadline: float, timeout: float) -> Any:
-        core = self._core
-        fut = w.handle
-        remaining = deadline - now
-        if remaining > 0:
-            loop = self._loop
-            assert loop is not None
-            dq = self._deadlines
-            timer = None
-            if dq and deadline < dq[-1][0]:  # shorter than the queue's last: a timer of its own
-                timer = loop.call_later(remaining, _wake, w)
-            else:  # FIFO with one timeout: deadlines come in order, one timer serves them all
-                dq.append((deadline, w))
-                if self._deadline_timer is None or deadline < self._deadline_at:
-                    if self._deadline_timer is not None:
-                        self._deadline_timer.cancel()
-                    self._deadline_at = deadline
-                    self._deadline_timer = loop.call_later(remaining, self._expire_waiters)
-            try:
-                await fut
-            except BaseException:  # cancelled (or interrupted) while queued
-                if timer is not None:
-                    timer.cancel()
-                e = core.cancel_wait(w)
-                if e is not None:  # served in the same instant: pass it on
-                    self._put_raw(e)
-                raise
-            finally:
-                waiting = self._waiting_state
-                while dq and dq[0][1].state != waiting:
-                    dq.popleft()  # served or cancelled: FIFO service keeps them at the head
-            if timer is not None:
-                timer.cancel()
-        if w.entry is not None:  # served (the core sets the entry when it hands one over)
-            self._counters["wait_ms"] += int((monotonic() - now) * 1000)
-            return w.entry
-        if w.error is not None:
-            raise w.error
-        core.cancel_wait(w)  # still queued: the deadline passed
-        self._counters["timeouts"] += 1
-        raise self._timeout_error(timeout, now)
 
     def _expire_waiters(self) -> None:
         """The shared deadline timer: wake every queued waiter whose deadline passed."""

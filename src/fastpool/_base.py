@@ -16,6 +16,7 @@ from time import monotonic
 from typing import Any, Generic, Literal, TypeVar
 
 from . import _impl
+from ._core_py import PROBE_AFTER
 from ._meta import ConnectionMetadata
 from ._validate import check_count, check_options
 from .errors import PoolClosed, PoolTimeout, WrongPoolError
@@ -116,6 +117,7 @@ class PoolBase(Generic[C]):
         self._has_reset = driver.has_reset
         self._has_finish = driver.has_finish
         self._has_needs_check = driver.has_needs_check
+        self._fast_probe = bool(getattr(driver, "fast_probe", False))  # needs_check is the socket probe
         # _admit must run for every hand-out from idle when a probe, a hook or
         # VERIFIED exists; otherwise only when the core's gate says a check is due
         self._check_always = driver.always_check
@@ -156,7 +158,7 @@ class PoolBase(Generic[C]):
         if self._check_always or self._before_acquire is not None:
             get_mode = core_mod.GET_ADMIT
         elif self._has_needs_check:
-            get_mode = core_mod.GET_PROBE if getattr(driver, "fast_probe", False) else core_mod.GET_ADMIT
+            get_mode = core_mod.GET_PROBE if self._fast_probe else core_mod.GET_ADMIT
         else:
             get_mode = core_mod.GET_PLAIN
         if self._after_release is not None:
@@ -175,8 +177,10 @@ class PoolBase(Generic[C]):
             return True
         if not self._has_needs_check:
             return False
-        if not getattr(self._driver, "fast_probe", False):
+        if not self._fast_probe:
             return True  # a user's needs_health_check runs once, in _admit
+        if now - e.last_used < PROBE_AFTER:
+            return False  # checked OK and IDLE at its return an instant ago (handed over)
         try:
             return bool(self._driver.needs_check(e, now))
         except Exception:
