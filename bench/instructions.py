@@ -5,7 +5,9 @@ under ``valgrind --tool=callgrind`` twice (N and 6N borrows) and reports the
 difference divided by 5N: the instructions one borrow+return costs, start-up
 excluded.  Implementations: fastpool-c, fastpool-python, psycopg_pool,
 psycopg_pool-getconn, sqlalchemy, floor, and the asyncio ones async-fastpool-c,
-async-fastpool-python, async-psycopg_pool (all but floor need a server).
+async-fastpool-python, async-psycopg_pool, and 64 tasks on 4 connections
+tasks64-fastpool-c, tasks64-fastpool-python, tasks64-psycopg_pool (all but
+floor need a server).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 DEFAULT_DSN = "host=127.0.0.1 dbname=test user=postgres"
 IMPLS = ["floor", "fastpool-c", "fastpool-python", "psycopg_pool", "psycopg_pool-getconn", "sqlalchemy"]
 ASYNC_IMPLS = ["async-fastpool-c", "async-fastpool-python", "async-psycopg_pool"]
+TASKS_IMPLS = ["tasks64-fastpool-c", "tasks64-fastpool-python", "tasks64-psycopg_pool"]
 
 
 def make(impl: str, dsn: str) -> Callable[[], None]:
@@ -100,8 +103,40 @@ def make_async(impl: str, dsn: str) -> Callable[[], None]:
     return lambda: loop.run_until_complete(many(100))
 
 
+def tasks64(impl: str, n: int, dsn: str) -> None:
+    """``n`` borrows shared by 64 tasks on 4 connections, each holding across one loop switch."""
+    import asyncio
+
+    async def main() -> None:
+        if impl.startswith("tasks64-fastpool"):
+            import fastpool
+            from fastpool import _impl
+
+            _impl.core = _impl.load("c" if impl == "tasks64-fastpool-c" else "python")  # type: ignore[attr-defined]
+            pool: Any = fastpool.AsyncPool(dsn, min_size=4, max_size=4)
+            await pool.open()
+        else:
+            import psycopg_pool
+
+            pool = psycopg_pool.AsyncConnectionPool(dsn, min_size=4, max_size=4, open=False)
+            await pool.open(wait=True)
+
+        async def worker(k: int) -> None:
+            for _ in range(k):
+                async with pool.connection():
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(worker(20) for _ in range(64)))  # warm every lazy path
+        await asyncio.gather(*(worker(n // 64 + (i < n % 64)) for i in range(64)))
+        os._exit(0)
+
+    asyncio.run(main())
+
+
 def child(impl: str, n: int, dsn: str) -> None:
     """Run ``n`` borrows of ``impl`` (what runs under valgrind)."""
+    if impl.startswith("tasks64-"):
+        tasks64(impl, n, dsn)
     if impl.startswith("async-"):
         batch = make_async(impl, dsn)
         for _ in range(2):
@@ -131,6 +166,11 @@ def count(impl: str, n: int, dsn: str) -> int:
         return int(m.group(1))
 
 
+def _family(impl: str) -> str:
+    head = impl.split("-", maxsplit=1)[0]
+    return head if head in ("async", "tasks64") else "sync"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("impls", nargs="*", default=IMPLS)
@@ -147,13 +187,13 @@ def main() -> int:
         b = count(impl, 6 * args.n, args.dsn)
         results[impl] = (b - a) / (5 * args.n)
         print(f"{impl:<22} {results[impl]:>10,.0f} instructions per borrow+return", flush=True)
-    for base_name in ("fastpool-c", "async-fastpool-c"):
+    for base_name in ("fastpool-c", "async-fastpool-c", "tasks64-fastpool-c"):
         base = results.get(base_name)
         if not base:
             continue
         print(f"\nratio to {base_name}:")
         for impl, v in results.items():
-            if impl.startswith("async-") == base_name.startswith("async-"):
+            if _family(impl) == _family(base_name):
                 print(f"  {impl:<22} {v / base:5.2f}x")
     return 0
 
