@@ -87,6 +87,7 @@ class AsyncBasePool(PoolBase[C]):
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0  # when the shared timer fires
         self._waiting_state = self._core_mod.WAITER_WAITING
+        self._entry_cls = self._core_mod.Entry
         self._fast = self._make_fast_path()
         if type(self).connection is AsyncBasePool.connection:
             self.connection = self._fast.connection  # type: ignore[method-assign]
@@ -320,16 +321,8 @@ class AsyncBasePool(PoolBase[C]):
     async def _get(self, timeout: float | None) -> Any:
         if self._loop is not _running_loop():
             self._bind()  # first use starts the pool; another loop is an error
-        now = monotonic()
-        e = self._core.acquire(now)
-        if e is not None:
-            if self._doomed:
-                self._close_doomed()
-            if not (self._admit_always or (e.check_due and self._test_before_acquire)):
-                return e
-            if await self._admit(e, now):
-                return e
-        return await self._get_slow(now, timeout)
+        r = self._fast.get(timeout)  # bound now: an entry, or the slow path's coroutine
+        return r if type(r) is self._entry_cls else await r
 
     async def _admit_or_slow(self, e: Any, now: float, timeout: float | None) -> Any:
         """The fast path popped ``e`` but a gate must run: admit it, or take the slow path."""

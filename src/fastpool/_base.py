@@ -16,7 +16,6 @@ from time import monotonic
 from typing import Any, Generic, Literal, TypeVar
 
 from . import _impl
-from ._core_py import PROBE_AFTER
 from ._meta import ConnectionMetadata
 from ._validate import check_count, check_options
 from .errors import PoolClosed, PoolTimeout, WrongPoolError
@@ -55,6 +54,8 @@ class NoLock:
 
 class PoolBase(Generic[C]):
     """State and bookkeeping common to every pool shell (internal)."""
+
+    _fast: Any  # the core's FastPath / AsyncFastPath, made by the subclass
 
     def __init__(
         self,
@@ -121,7 +122,6 @@ class PoolBase(Generic[C]):
         # _admit must run for every hand-out from idle when a probe, a hook or
         # VERIFIED exists; otherwise only when the core's gate says a check is due
         self._check_always = driver.always_check
-        self._admit_always = self._has_needs_check or self._check_always or before_acquire is not None
         self._lent: dict[int, Any] = {}
         self._backoff = BACKOFF_INITIAL
         self._last_error: BaseException | None = None
@@ -170,21 +170,8 @@ class PoolBase(Generic[C]):
         return get_mode, put_mode
 
     def _must_admit(self, e: Any, now: float) -> bool:
-        """Whether ``_admit`` has anything to do for ``e`` (I/O-free; a probe at most)."""
-        if self._check_always or self._before_acquire is not None:
-            return True
-        if e.check_due and self._test_before_acquire:
-            return True
-        if not self._has_needs_check:
-            return False
-        if not self._fast_probe:
-            return True  # a user's needs_health_check runs once, in _admit
-        if now - e.last_used < PROBE_AFTER:
-            return False  # checked OK and IDLE at its return an instant ago (handed over)
-        try:
-            return bool(self._driver.needs_check(e, now))
-        except Exception:
-            return True  # _admit reports it
+        """Whether ``_admit`` has anything to do for ``e``: the fast path's gates, no I/O but a probe."""
+        return not self._fast.ready(e, now)
 
     @property
     def name(self) -> str:

@@ -883,22 +883,16 @@ cdef class FastPath:
 
     cdef object _pool  # a weak reference: the pool owns its fast path, not the reverse
     cdef PoolCore _core
-    cdef Lock _clock  # the pool's lock when it is ours (taken in C), else None
-    cdef object _acquire
-    cdef object _release_lock
-    cdef object _driver
+    cdef Lock _lock  # the pool's lock, taken in C
     cdef int _get_mode
     cdef int _put_mode
     cdef bint _tba
     cdef public long long epoch  # the driver's clear_prepared() epoch, pushed here by the pool
 
-    def __init__(self, pool_ref, PoolCore core, lock, driver, int get_mode, int put_mode, bint tba):
+    def __init__(self, pool_ref, PoolCore core, Lock lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
         self._core = core
-        self._clock = lock if type(lock) is Lock else None
-        self._acquire = lock.acquire
-        self._release_lock = lock.release
-        self._driver = driver
+        self._lock = lock
         self._get_mode = get_mode
         self._put_mode = put_mode
         self._tba = tba
@@ -915,24 +909,21 @@ cdef class FastPath:
         """Return an in-use entry (the pool's ``_get``)."""
         cdef double now = _now()
         cdef Entry e
-        if self._clock is not None:
-            self._clock.take()
-            try:
-                e = self._core.acquire(now)
-            finally:
-                self._clock.give()
-        else:
-            self._acquire()
-            try:
-                e = self._core.acquire(now)
-            finally:
-                self._release_lock()
+        self._lock.take()
+        try:
+            e = self._core.acquire(now)
+        finally:
+            self._lock.give()
         if e is not None:
             if self._core.doomed:
                 self._pool()._close_doomed()
             if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now):
                 return e
         return self._pool()._get_slow(now, timeout)
+
+    cpdef bint ready(self, Entry e, double now) except -1:
+        """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
+        return _ready(e, now, self._get_mode, self._tba)
 
     cpdef give(self, Entry e, double now):
         """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
@@ -948,18 +939,11 @@ cdef class FastPath:
 
     cdef _give(self, Entry e, double now):
         cdef Waiter w
-        if self._clock is not None:
-            self._clock.take()
-            try:
-                w = self._core.release(e, now)
-            finally:
-                self._clock.give()
-        else:
-            self._acquire()
-            try:
-                w = self._core.release(e, now)
-            finally:
-                self._release_lock()
+        self._lock.take()
+        try:
+            w = self._core.release(e, now)
+        finally:
+            self._lock.give()
         if w is not None:
             w.handle.release()
         if self._core.doomed:
@@ -1017,7 +1001,6 @@ cdef class AsyncFastPath:
 
     cdef object _pool  # a weak reference
     cdef PoolCore _core
-    cdef object _driver
     cdef int _get_mode
     cdef int _put_mode
     cdef bint _tba
@@ -1027,7 +1010,6 @@ cdef class AsyncFastPath:
     def __init__(self, pool_ref, PoolCore core, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
         self._core = core
-        self._driver = driver
         self._get_mode = get_mode
         self._put_mode = put_mode
         self._tba = tba
@@ -1056,6 +1038,10 @@ cdef class AsyncFastPath:
         if _ready(e, now, self._get_mode, self._tba):
             return e
         return self._pool()._admit_or_slow(e, now, timeout)
+
+    cpdef bint ready(self, Entry e, double now) except -1:
+        """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
+        return _ready(e, now, self._get_mode, self._tba)
 
     cpdef bint put_now(self, Entry e) except -1:
         """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""

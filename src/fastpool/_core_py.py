@@ -704,7 +704,7 @@ class FastPath:
     (``_admit``, ``_get_slow``, ``_finish_put``, ``_close_doomed``).
     """
 
-    __slots__ = ("_core", "_driver", "_get_mode", "_lock", "_pool", "_put_mode", "_tba", "epoch")
+    __slots__ = ("_core", "_get_mode", "_lock", "_pool", "_put_mode", "_tba", "epoch")
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
@@ -712,7 +712,6 @@ class FastPath:
         self._pool = pool_ref  # a weak reference: the pool owns its fast path, not the reverse
         self._core = core
         self._lock = lock
-        self._driver = driver
         self._get_mode = get_mode
         self._put_mode = put_mode
         self._tba = tba
@@ -735,6 +734,10 @@ class FastPath:
             if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now):
                 return e
         return self._pool()._get_slow(now, timeout)  # type: ignore[no-any-return]
+
+    def ready(self, e: Entry, now: float) -> bool:
+        """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
+        return _ready(e, now, self._get_mode, self._tba)
 
     def give(self, e: Entry, now: float) -> None:
         """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
@@ -798,14 +801,13 @@ class AsyncFastPath:
     the loop serialises every call.
     """
 
-    __slots__ = ("_core", "_driver", "_get_mode", "_pool", "_put_mode", "_tba", "epoch", "loop")
+    __slots__ = ("_core", "_get_mode", "_pool", "_put_mode", "_tba", "epoch", "loop")
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, driver: Any, get_mode: int, put_mode: int, tba: bool
     ) -> None:
         self._pool = pool_ref  # a weak reference
         self._core = core
-        self._driver = driver
         self._get_mode = get_mode
         self._put_mode = put_mode
         self._tba = tba
@@ -829,6 +831,10 @@ class AsyncFastPath:
         if _ready(e, now, self._get_mode, self._tba):
             return e
         return self._pool()._admit_or_slow(e, now, timeout)
+
+    def ready(self, e: Entry, now: float) -> bool:
+        """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
+        return _ready(e, now, self._get_mode, self._tba)
 
     def put_now(self, e: Entry) -> bool:
         """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""

@@ -52,7 +52,7 @@ _TRANSIENT_FATAL = (
 _TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
 
 
-def _changes(self: Any, conn: Any) -> list[tuple[str, Any]] | None:
+def _changes(st: Any, conn: Any) -> list[tuple[str, Any]] | None:
     """Return the settings to put back, as (attribute, value), or None if none changed.
 
     Handlers are put back here directly; the connection is IDLE, so
@@ -60,25 +60,25 @@ def _changes(self: Any, conn: Any) -> list[tuple[str, Any]] | None:
     """
     out: list[tuple[str, Any]] | None = None
     for name, now, then in (
-        ("autocommit", conn._autocommit, self.autocommit),
-        ("isolation_level", conn._isolation_level, self.isolation_level),
-        ("read_only", conn._read_only, self.read_only),
-        ("deferrable", conn._deferrable, self.deferrable),
-        ("prepare_threshold", conn._prepared.prepare_threshold, self.prepare_threshold),
+        ("autocommit", conn._autocommit, st.autocommit),
+        ("isolation_level", conn._isolation_level, st.isolation_level),
+        ("read_only", conn._read_only, st.read_only),
+        ("deferrable", conn._deferrable, st.deferrable),
+        ("prepare_threshold", conn._prepared.prepare_threshold, st.prepare_threshold),
     ):
         if now != then:
             out = out or []
             out.append((name, then))
-    if conn.row_factory is not self.row_factory:
+    if conn.row_factory is not st.row_factory:
         out = out or []
-        out.append(("row_factory", self.row_factory))
-    if conn.cursor_factory is not self.cursor_factory:
+        out.append(("row_factory", st.row_factory))
+    if conn.cursor_factory is not st.cursor_factory:
         out = out or []
-        out.append(("cursor_factory", self.cursor_factory))
-    if conn._notice_handlers != self.notice_handlers:
-        conn._notice_handlers[:] = self.notice_handlers
-    if conn._notify_handlers != self.notify_handlers:
-        conn._notify_handlers[:] = self.notify_handlers
+        out.append(("cursor_factory", st.cursor_factory))
+    if conn._notice_handlers != st.notice_handlers:
+        conn._notice_handlers[:] = st.notice_handlers
+    if conn._notify_handlers != st.notify_handlers:
+        conn._notify_handlers[:] = st.notify_handlers
     return out
 
 

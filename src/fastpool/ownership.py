@@ -565,6 +565,13 @@ class _OwnershipBase(Generic[C]):
         raise NotImplementedError
 
     def _revoke_later(self, rec: _Checkout, reason: str) -> None:
+        """Detach now; settle (I/O) on a worker or the loop (owner death, timeout)."""
+        with self._lock:
+            borrowed = self._detach(rec, reason)
+        if borrowed is not None:
+            self._soon(lambda: self._settle_logged(rec, reason, borrowed))
+
+    def _settle_logged(self, rec: _Checkout, reason: str, borrowed: bool) -> Any:
         raise NotImplementedError
 
     def _start_timer(self, rec: _Checkout, timeout: float) -> Any:
@@ -934,12 +941,6 @@ class Ownership(_OwnershipBase[C]):
         for rec, borrowed in recs:
             self._settle(rec, "stop", borrowed)
 
-    def _revoke_later(self, rec: _Checkout, reason: str) -> None:
-        with self._lock:
-            borrowed = self._detach(rec, reason)
-        if borrowed is not None:
-            self._soon(lambda: self._settle_logged(rec, reason, borrowed))
-
     def _settle_logged(self, rec: _Checkout, reason: str, borrowed: bool) -> None:
         try:
             self._settle(rec, reason, borrowed)
@@ -1227,12 +1228,6 @@ class AsyncOwnership(_OwnershipBase[C]):
             recs = [(r, b) for r in self._owners() if (b := self._detach(r, "stop")) is not None]
         for rec, borrowed in recs:
             await self._settle(rec, "stop", borrowed)
-
-    def _revoke_later(self, rec: _Checkout, reason: str) -> None:
-        with self._lock:
-            borrowed = self._detach(rec, reason)
-        if borrowed is not None:
-            self._soon(lambda: self._settle_logged(rec, reason, borrowed))
 
     async def _settle_logged(self, rec: _Checkout, reason: str, borrowed: bool) -> None:
         try:
