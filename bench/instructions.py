@@ -44,9 +44,9 @@ def make(impl: str, dsn: str) -> Callable[[], None]:
         return floor
     if impl.startswith("fastpool"):
         import fastpool
-        from fastpool import _impl
+        from fastpool import _core_select
 
-        _impl.core = _impl.load("c" if impl == "fastpool-c" else "python")  # type: ignore[attr-defined]
+        _core_select.core = _core_select.load("c" if impl == "fastpool-c" else "python")  # type: ignore[attr-defined]
         pool = fastpool.Pool(dsn, min_size=4, max_size=4)
 
         def fp() -> None:
@@ -83,9 +83,9 @@ def make_async(impl: str, dsn: str) -> Callable[[], None]:
     loop = asyncio.new_event_loop()
     if impl.startswith("async-fastpool"):
         import fastpool
-        from fastpool import _impl
+        from fastpool import _core_select
 
-        _impl.core = _impl.load("c" if impl == "async-fastpool-c" else "python")  # type: ignore[attr-defined]
+        _core_select.core = _core_select.load("c" if impl == "async-fastpool-c" else "python")  # type: ignore[attr-defined]
         pool: Any = fastpool.AsyncPool(dsn, min_size=4, max_size=4)
         loop.run_until_complete(pool.open())
     else:
@@ -110,9 +110,9 @@ def tasks64(impl: str, n: int, dsn: str) -> None:
     async def main() -> None:
         if impl.startswith("tasks64-fastpool"):
             import fastpool
-            from fastpool import _impl
+            from fastpool import _core_select
 
-            _impl.core = _impl.load("c" if impl == "tasks64-fastpool-c" else "python")  # type: ignore[attr-defined]
+            _core_select.core = _core_select.load("c" if impl == "tasks64-fastpool-c" else "python")  # type: ignore[attr-defined]
             pool: Any = fastpool.AsyncPool(dsn, min_size=4, max_size=4)
             await pool.open()
         else:

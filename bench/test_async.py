@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import fastpool
-from fastpool import _impl
+from fastpool import _core_select
 
 GROUP_1 = "async borrow+return, no query, 1 task (4 connections)"
 GROUP_64 = "async borrow+return, no query, 64 tasks on 4 connections"
@@ -56,7 +56,9 @@ def aborrow(request: pytest.FixtureRequest, dsn: str, monkeypatch: pytest.Monkey
     cleanup: Callable[[], Awaitable[None]] | None = None
     if name.startswith("fastpool"):
         try:
-            monkeypatch.setattr(_impl, "core", _impl.load("c" if name == "fastpool[c]" else "python"))  # type: ignore[arg-type]
+            monkeypatch.setattr(
+                _core_select, "core", _core_select.load("c" if name == "fastpool[c]" else "python")
+            )  # type: ignore[arg-type]
         except ImportError:
             pytest.skip("compiled core not built")
         pool = fastpool.AsyncPool(dsn, min_size=4, max_size=4)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import fastpool
-from fastpool import _impl
+from fastpool import _core_select
 
 GROUP_PG = "borrow+return, no query, 1 thread (psycopg, 4 connections)"
 GROUP_RES = "borrow+return, 1 thread (plain resource, no database)"
@@ -37,7 +37,7 @@ def _bench(benchmark: Any, op: Callable[[], None]) -> None:
 
 def _use_twin(monkeypatch: pytest.MonkeyPatch, twin: str) -> None:
     try:
-        monkeypatch.setattr(_impl, "core", _impl.load(twin))  # type: ignore[arg-type]
+        monkeypatch.setattr(_core_select, "core", _core_select.load(twin))  # type: ignore[arg-type]
     except ImportError:
         pytest.skip("compiled core not built")
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 import fastpool
-from fastpool import _impl
+from fastpool import _core_select
 
 GROUP_1 = "SELECT 1 end to end, 1 thread"
 GROUP_16 = "SELECT 1 end to end, 16 threads on 4 connections"
@@ -31,7 +31,9 @@ IMPLS = ["fastpool[c]", "fastpool[python]", "psycopg_pool", "dedicated connectio
 
 def _twin(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     try:
-        monkeypatch.setattr(_impl, "core", _impl.load("c" if name == "fastpool[c]" else "python"))  # type: ignore[arg-type]
+        monkeypatch.setattr(
+            _core_select, "core", _core_select.load("c" if name == "fastpool[c]" else "python")
+        )  # type: ignore[arg-type]
     except ImportError:
         pytest.skip("compiled core not built")
 

@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 import fastpool
-from fastpool import _impl
+from fastpool import _core_select
 
 LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
 TWINS = ("c", "python")
@@ -44,7 +44,7 @@ def compiled_expected() -> bool:
 def load_twin(name: str) -> ModuleType:
     """Import a twin of the core, failing (not skipping) if a required one is missing."""
     try:
-        return _impl.load(name)  # type: ignore[arg-type]
+        return _core_select.load(name)  # type: ignore[arg-type]
     except ImportError as exc:
         if name == "c" and compiled_expected():
             pytest.fail(f"the compiled core should have loaded and did not: {exc}")
@@ -61,7 +61,7 @@ def core_mod(request: pytest.FixtureRequest) -> ModuleType:
 def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Make the pools built in this test use one twin of the core."""
     mod = load_twin(request.param)
-    monkeypatch.setattr(_impl, "core", mod)
+    monkeypatch.setattr(_core_select, "core", mod)
     return str(request.param)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import fastpool
-from fastpool import _impl
+from fastpool import _core_select
 
 from .conftest import backends, check_invariants, load_twin, wait_until
 
@@ -21,7 +21,7 @@ def poolmod(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """The module the examples import ``AsyncConnectionPool`` (and errors) from."""
     if request.param == "psycopg_pool":
         return pytest.importorskip("psycopg_pool")
-    monkeypatch.setattr(_impl, "core", load_twin(request.param.rsplit("=", 1)[1]))
+    monkeypatch.setattr(_core_select, "core", load_twin(request.param.rsplit("=", 1)[1]))
     return fastpool
 
 

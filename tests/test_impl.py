@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import fastpool
-from fastpool import _impl
+from fastpool import _core_select
 
 from .conftest import compiled_expected, load_twin
 
@@ -30,8 +30,8 @@ def _implementation_in_subprocess(**env: str) -> str:
 def test_compiled_core_loaded_when_expected() -> None:
     if compiled_expected():
         assert fastpool.IMPLEMENTATION == "c", "the compiled core should have loaded"
-        assert _impl.core.__name__ == "fastpool._core"
-        assert _impl.core.__file__.endswith((".so", ".pyd"))
+        assert _core_select.core.__name__ == "fastpool._core"
+        assert _core_select.core.__file__.endswith((".so", ".pyd"))
     else:
         assert fastpool.IMPLEMENTATION in ("c", "python")
 
@@ -48,7 +48,7 @@ def test_default_is_compiled_when_built() -> None:
 
 def test_unknown_twin_name() -> None:
     with pytest.raises(ValueError, match="unknown core"):
-        _impl.load("rust")  # type: ignore[arg-type]
+        _core_select.load("rust")  # type: ignore[arg-type]
 
 
 def _bench_cli(dsn: str) -> str:

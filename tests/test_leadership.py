@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 import fastpool
+import fastpool._advisory
 from fastpool import Leadership, LeadershipLost, LeadershipNotAcquired, PoolTimeout, advisory_key
 
 from .conftest import backends, check_invariants, wait_until
@@ -191,11 +192,11 @@ def test_advisory_key_is_stable_and_matches_sql(admin: Any) -> None:
     with pytest.raises(ValueError, match="key"):
         advisory_key("")
     with pytest.raises(ValueError, match="key"):
-        fastpool.leadership.normalize_key(1 << 63)
+        fastpool._advisory.normalize_key(1 << 63)
     with pytest.raises(ValueError, match="key"):
-        fastpool.leadership.normalize_key((1, 1 << 31))
+        fastpool._advisory.normalize_key((1, 1 << 31))
     with pytest.raises(TypeError, match="key"):
-        fastpool.leadership.normalize_key(1.5)
+        fastpool._advisory.normalize_key(1.5)
 
 
 def test_key_spaces_and_databases(make_pool: Any, dsn: str) -> None:
@@ -253,7 +254,7 @@ def test_taint_barrier_through_the_internal_return_path(make_pool: Any, admin: A
     lead = pool.leadership(KEY).acquire()
     e = lead._entry
     pid = lead.backend_pid
-    pool._put(e)  # a bug returning the lock's connection: the core closes it instead
+    pool._release(e)  # a bug returning the lock's connection: the core closes it instead
     assert wait_until(lambda: pid not in backends(admin, app_name))
     lead._entry = None
     lead._state = 2

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 import fastpool
-from fastpool import _impl
+from fastpool import _core_select
 
 from .conftest import backends, check_invariants, load_twin, wait_until
 
@@ -42,7 +42,7 @@ def poolmod(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         if mod is None:  # pragma: no cover - the test extra installs it
             pytest.skip("psycopg_pool is not installed")
         return mod
-    monkeypatch.setattr(_impl, "core", load_twin(request.param.rsplit("=", 1)[1]))
+    monkeypatch.setattr(_core_select, "core", load_twin(request.param.rsplit("=", 1)[1]))
     return fastpool
 
 

@@ -133,7 +133,7 @@ def test_checkout_over_a_running_transaction_refuses(make_pool: Any) -> None:
     # one with a post-checkout check on a connection we put in a transaction ourselves
     with pool.connection() as conn:
         opened.append(conn.info.backend_pid)
-    from fastpool.sandbox import _begin_check
+    from fastpool._sandbox_base import begin_check as _begin_check
 
     with pool.connection() as conn:
         conn.execute("SELECT 1")

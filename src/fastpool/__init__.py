@@ -9,12 +9,15 @@ not built or ``FASTPOOL_NO_EXTENSIONS=1`` is set, in its pure-Python twin
 
 from __future__ import annotations
 
-from ._apool import AsyncBasePool, AsyncPool, AsyncPooledConnection, AsyncResourcePool
-from ._impl import IMPLEMENTATION
+from ._core_select import IMPLEMENTATION
 from ._meta import ConnectionMetadata
 from ._options import PoolOptions
-from ._pool import BasePool, Pool, PooledConnection, ResourcePool
-from ._psycopg_pool import AsyncConnectionPool, ConnectionPool
+from ._pool import Pool
+from ._pool_async import AsyncPool
+from ._psycopg_pool import ConnectionPool
+from ._psycopg_pool_async import AsyncConnectionPool
+from ._shell import BasePool, PooledConnection, ResourcePool
+from ._shell_async import AsyncBasePool, AsyncPooledConnection, AsyncResourcePool
 from .errors import (
     Error,
     OwnershipError,

@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TextIO
 
-from . import _impl
-from ._pool import Pool, ResourcePool
+from . import _core_select
+from ._pool import Pool
+from ._shell import ResourcePool
 from .resource import BaseResource
 
 Shape = dict[str, Callable[[int], None]]  # implementation -> run(n borrows)
@@ -47,12 +48,12 @@ def _floor() -> Callable[[int], None]:
 
 
 def _with_twin(twin: str, make: Callable[[], Any]) -> Any:
-    saved = _impl.core
-    _impl.core = _impl.load(twin)  # type: ignore[arg-type]
+    saved = _core_select.core
+    _core_select.core = _core_select.load(twin)  # type: ignore[arg-type]
     try:
         return make()
     finally:
-        _impl.core = saved
+        _core_select.core = saved
 
 
 def _loop_cm(pool: Any) -> Callable[[int], None]:
@@ -71,7 +72,7 @@ def _close_on(loop: asyncio.AbstractEventLoop, pool: Any) -> None:
 def _twins() -> list[str]:
     out = ["python"]
     try:
-        _impl.load("c")
+        _core_select.load("c")
         out.insert(0, "c")
     except ImportError:
         pass
@@ -127,7 +128,7 @@ def shapes(dsn: str | None, closers: list[Callable[[], Any]], skipped: list[str]
 
 
 def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str]) -> Shape:
-    from ._apool import AsyncPool
+    from ._pool_async import AsyncPool
 
     loop = asyncio.new_event_loop()
     closers.append(loop.close)
@@ -410,7 +411,7 @@ def contended(
 
 def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]], skipped: list[str],
                         out: TextIO) -> None:  # fmt: skip
-    from ._apool import AsyncPool
+    from ._pool_async import AsyncPool
 
     rounds, seconds = (1, 0.2) if quick else (3, 1.0)
     sync_pools: dict[str, Any] = {}
@@ -513,7 +514,9 @@ def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
     closers: list[Callable[[], Any]] = []
     skipped: list[str] = []
     twins = _twins()
-    out.write(f"fastpool bench: core twins {', '.join(twins)} (in use by default: {_impl.IMPLEMENTATION})\n")
+    out.write(
+        f"fastpool bench: core twins {', '.join(twins)} (in use by default: {_core_select.IMPLEMENTATION})\n"
+    )
     if "c" not in twins:
         out.write("note: the compiled core is not built here; ratios are against the pure twin\n")
     try:

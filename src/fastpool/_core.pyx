@@ -53,6 +53,8 @@ __all__ = [
     "ClientState",
     "Entry",
     "FastPath",
+    "Lock",
+    "NoLock",
     "PoolCore",
     "Waiter",
 ]
@@ -767,6 +769,28 @@ cdef class Lock:
 
 
 @cython.final
+cdef class NoLock:
+    """A lock that does nothing: the asyncio pools' core calls never interleave (the loop runs one)."""
+
+    def acquire(self, blocking=True, timeout=-1):
+        """Return True at once."""
+        return True
+
+    def release(self):
+        """Do nothing."""
+
+    def locked(self):
+        """Always False."""
+        return False
+
+    def __enter__(self):
+        return True
+
+    def __exit__(self, *exc):
+        return None
+
+
+@cython.final
 cdef class ClientState:
     """A psycopg connection's client-side settings when it joined the pool.
 
@@ -874,11 +898,11 @@ cdef inline bint _returnable(Entry e, double now, int mode, long long epoch) exc
 
 @cython.final
 cdef class FastPath:
-    """A threaded pool's per-borrow path: ``connection()``, ``get`` and ``put``.
+    """A threaded pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
     It does the common case itself (lock, core pop/push, the gates the pool's
     options call for) and hands anything else to the pool's Python methods
-    (``_admit``, ``_get_slow``, ``_finish_put``, ``_close_doomed``).
+    (``_admit``, ``_get_slow``, ``_release_block``, ``_close_doomed``).
     """
 
     cdef object _pool  # a weak reference: the pool owns its fast path, not the reverse
@@ -925,19 +949,19 @@ cdef class FastPath:
         """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
         return _ready(e, now, self._get_mode, self._tba)
 
-    cpdef give(self, Entry e, double now):
+    cpdef release(self, Entry e, double now):
         """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
-        self._give(e, now)
+        self._release(e, now)
 
-    cpdef put(self, Entry e, bint ok):
+    cpdef release_block(self, Entry e, bint ok):
         """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
         cdef double now = _now()
         if _returnable(e, now, self._put_mode, self.epoch):
-            self._give(e, now)
+            self._release(e, now)
         else:
-            self._pool()._finish_put(e, ok)
+            self._pool()._release_block(e, ok)
 
-    cdef _give(self, Entry e, double now):
+    cdef _release(self, Entry e, double now):
         cdef Waiter w
         self._lock.take()
         try:
@@ -974,7 +998,7 @@ cdef class Borrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
-        self._fp.put(e, exc_type is None)
+        self._fp.release_block(e, exc_type is None)
 
 
 
@@ -991,12 +1015,13 @@ cdef inline void _wake(Waiter w) except *:
 
 @cython.final
 cdef class AsyncFastPath:
-    """An asyncio pool's per-borrow path: ``connection()``, ``get`` and ``put_now``.
+    """An asyncio pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
     ``get`` returns an entry when one can be handed out without awaiting
-    anything, else an awaitable of the pool's that gives one; ``put_now``
-    returns False when the pool's awaitable return path must run.  No lock:
-    the loop serialises every call.
+    anything, else an awaitable of the pool's that gives one;
+    ``release_block`` returns None when the entry is back, else the pool's
+    awaitable return path.  ``lock`` is accepted for the same signature as
+    :class:`FastPath` and not used: the loop serialises every call.
     """
 
     cdef object _pool  # a weak reference
@@ -1007,7 +1032,7 @@ cdef class AsyncFastPath:
     cdef public long long epoch  # the driver's clear_prepared() epoch, pushed here by the pool
     cdef public object loop  # the loop the pool is bound to, set by the pool
 
-    def __init__(self, pool_ref, PoolCore core, driver, int get_mode, int put_mode, bint tba):
+    def __init__(self, pool_ref, PoolCore core, lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
         self._core = core
         self._get_mode = get_mode
@@ -1043,18 +1068,21 @@ cdef class AsyncFastPath:
         """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
         return _ready(e, now, self._get_mode, self._tba)
 
-    cpdef bint put_now(self, Entry e) except -1:
-        """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""
-        cdef double now = _now()
-        cdef Waiter w
-        if not _returnable(e, now, self._put_mode, self.epoch):
-            return False
-        w = self._core.release(e, now)
+    cpdef release(self, Entry e, double now):
+        """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
+        cdef Waiter w = self._core.release(e, now)
         if w is not None:
             _wake(w)
         if self._core.doomed:
             self._pool()._close_doomed()
-        return True
+
+    cpdef object release_block(self, Entry e, bint ok):
+        """Give back an entry borrowed by ``connection()``: None when done, else an awaitable."""
+        cdef double now = _now()
+        if _returnable(e, now, self._put_mode, self.epoch):
+            self.release(e, now)
+            return None
+        return self._pool()._release_block(e, ok)
 
 
 @cython.final
@@ -1095,10 +1123,11 @@ cdef class AsyncBorrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
-        if self._fp.put_now(e):
+        r = self._fp.release_block(e, exc_type is None)
+        if r is None:
             self._result = None
             return self
-        return self._fp._pool()._finish_put(e, exc_type is None)
+        return r
 
     def __await__(self):
         return self

@@ -21,6 +21,7 @@ differential tests run random operation sequences against both.
 from __future__ import annotations
 
 import select
+import threading
 from asyncio import get_running_loop as _get_running_loop
 from collections import deque
 from time import monotonic as _monotonic
@@ -49,6 +50,8 @@ __all__ = [
     "ClientState",
     "Entry",
     "FastPath",
+    "Lock",
+    "NoLock",
     "PoolCore",
     "Waiter",
     "readable",
@@ -610,7 +613,7 @@ def _check_sizes(max_size: int, min_size: int) -> None:
 GET_ADMIT = 0  # every hand-out from idle goes through the pool's _admit (hooks, VERIFIED, probes)
 GET_PLAIN = 1  # only when the core's gate says a check is due
 GET_PROBE = 2  # psycopg: the socket probe inline, _admit only when it finds something
-PUT_SLOW = 0  # the pool's _finish_put (commit/rollback, reset, hooks)
+PUT_SLOW = 0  # the pool's _release_block (commit/rollback, reset, hooks)
 PUT_PLAIN = 1  # nothing to reset: straight back to the core unless expired
 PUT_PSYCOPG = 2  # psycopg FAST: straight back when IDLE and the client settings are unchanged
 #: A connection back less than this long ago (seconds) is not probed: the probe could only
@@ -696,12 +699,38 @@ def _returnable(e: Entry, now: float, mode: int, epoch: int) -> bool:
     )
 
 
+Lock = threading.Lock  # the threaded pools' mutex (the compiled twin has its own, taken in C)
+
+
+class NoLock:
+    """A lock that does nothing: the asyncio pools' core calls never interleave (the loop runs one)."""
+
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Return True at once."""
+        return True
+
+    def release(self) -> None:
+        """Do nothing."""
+
+    def locked(self) -> bool:
+        """Always False."""
+        return False
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class FastPath:
-    """A threaded pool's per-borrow path: ``connection()``, ``get`` and ``put``.
+    """A threaded pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
     It does the common case itself (lock, core pop/push, the gates the pool's
     options call for) and hands anything else to the pool's Python methods
-    (``_admit``, ``_get_slow``, ``_finish_put``, ``_close_doomed``).
+    (``_admit``, ``_get_slow``, ``_release_block``, ``_close_doomed``).
     """
 
     __slots__ = ("_core", "_get_mode", "_lock", "_pool", "_put_mode", "_tba", "epoch")
@@ -726,8 +755,10 @@ class FastPath:
         now = _monotonic()
         lock = self._lock
         lock.acquire()
-        e = self._core.acquire(now)
-        lock.release()
+        try:
+            e = self._core.acquire(now)
+        finally:
+            lock.release()
         if e is not None:
             if self._core.doomed:
                 self._pool()._close_doomed()
@@ -739,24 +770,26 @@ class FastPath:
         """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
         return _ready(e, now, self._get_mode, self._tba)
 
-    def give(self, e: Entry, now: float) -> None:
+    def release(self, e: Entry, now: float) -> None:
         """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
         lock = self._lock
         lock.acquire()
-        w = self._core.release(e, now)
-        lock.release()
+        try:
+            w = self._core.release(e, now)
+        finally:
+            lock.release()
         if w is not None:
             w.handle.release()
         if self._core.doomed:
             self._pool()._close_doomed()
 
-    def put(self, e: Entry, ok: bool) -> None:
+    def release_block(self, e: Entry, ok: bool) -> None:
         """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
         now = _monotonic()
         if _returnable(e, now, self._put_mode, self.epoch):
-            self.give(e, now)
+            self.release(e, now)
         else:
-            self._pool()._finish_put(e, ok)
+            self._pool()._release_block(e, ok)
 
 
 class Borrow:
@@ -780,7 +813,7 @@ class Borrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
-        self._fp.put(e, exc_type is None)
+        self._fp.release_block(e, exc_type is None)
 
 
 # -- the borrow path of the asyncio pools --------------------------------------------------------
@@ -793,18 +826,19 @@ def _wake(w: Waiter) -> None:
 
 
 class AsyncFastPath:
-    """An asyncio pool's per-borrow path: ``connection()``, ``get`` and ``put_now``.
+    """An asyncio pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
     ``get`` returns an entry when one can be handed out without awaiting
-    anything, else an awaitable of the pool's that gives one; ``put_now``
-    returns False when the pool's awaitable return path must run.  No lock:
-    the loop serialises every call.
+    anything, else an awaitable of the pool's that gives one;
+    ``release_block`` returns None when the entry is back, else the pool's
+    awaitable return path.  ``lock`` is accepted for the same signature as
+    :class:`FastPath` and not used: the loop serialises every call.
     """
 
     __slots__ = ("_core", "_get_mode", "_pool", "_put_mode", "_tba", "epoch", "loop")
 
     def __init__(
-        self, pool_ref: Any, core: PoolCore, driver: Any, get_mode: int, put_mode: int, tba: bool
+        self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
     ) -> None:
         self._pool = pool_ref  # a weak reference
         self._core = core
@@ -836,17 +870,21 @@ class AsyncFastPath:
         """True when ``e`` may be handed out with no admission (the pool's ``_admit``)."""
         return _ready(e, now, self._get_mode, self._tba)
 
-    def put_now(self, e: Entry) -> bool:
-        """Give ``e`` back at once if nothing needs awaiting (True); False: await ``_finish_put``."""
-        now = _monotonic()
-        if not _returnable(e, now, self._put_mode, self.epoch):
-            return False
+    def release(self, e: Entry, now: float) -> None:
+        """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
         w = self._core.release(e, now)
         if w is not None:
             _wake(w)
         if self._core.doomed:
             self._pool()._close_doomed()
-        return True
+
+    def release_block(self, e: Entry, ok: bool) -> Any:
+        """Give back an entry borrowed by ``connection()``: None when done, else an awaitable."""
+        now = _monotonic()
+        if _returnable(e, now, self._put_mode, self.epoch):
+            self.release(e, now)
+            return None
+        return self._pool()._release_block(e, ok)
 
 
 class AsyncBorrow:
@@ -873,5 +911,6 @@ class AsyncBorrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
-        if not self._fp.put_now(e):
-            await self._fp._pool()._finish_put(e, exc_type is None)
+        r = self._fp.release_block(e, exc_type is None)
+        if r is not None:
+            await r

@@ -1,4 +1,4 @@
-"""``PoolOptions``: the sqlx ``PoolOptions`` of seed 004, with its own names."""
+"""``PoolOptions``: sqlx's ``PoolOptions``, with its names, building fastpool pools."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._apool import AsyncPool
-from ._base import Hook
-from ._pool import Pool, ResourcePool
+from ._pool import Pool
+from ._pool_async import AsyncPool
+from ._shell import ResourcePool
+from ._types import Hook
 from ._validate import check_options
 
 __all__ = ["PoolOptions"]

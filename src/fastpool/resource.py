@@ -1,6 +1,6 @@
 """Pooling any resource: the ``Resource`` protocol and its driver.
 
-A resource class implements four methods (seed 003, ``swimming::Connection``):
+A resource class implements four methods:
 
 * ``create(ctx)`` (classmethod) opens a new resource;
 * ``needs_health_check(ctx, meta)`` is a cheap test, with no I/O, that says
@@ -104,11 +104,11 @@ class Driver:
     has_finish: ClassVar[bool] = False
 
     def connect(self) -> Any:
-        """Open a new connection."""
+        """Open a new connection (awaitable in the asyncio drivers)."""
         raise NotImplementedError
 
-    def close(self, conn: Any) -> None:
-        """Close ``conn``; never raises."""
+    def close(self, conn: Any) -> Any:
+        """Close ``conn``; never raises (awaitable in the asyncio drivers)."""
         raise NotImplementedError
 
     def needs_check(self, entry: Any, now: float) -> bool:
@@ -119,8 +119,8 @@ class Driver:
         """
         return False
 
-    def check(self, conn: Any) -> None:
-        """Expensive health check; raise to reject."""
+    def check(self, conn: Any) -> Any:
+        """Expensive health check; raise to reject (awaitable in the asyncio drivers)."""
 
     def idle_dead(self, entry: Any) -> bool:
         """Cheap, I/O-free, run by the reaper on idle connections: is ``entry.conn`` unusable?"""
@@ -133,20 +133,20 @@ class Driver:
         """Return the driver's state for a new connection (stored as ``entry.data``)."""
         return None
 
-    def reset(self, entry: Any) -> bool:
-        """Make a returned connection reusable; False (or raising) discards it."""
+    def reset(self, entry: Any) -> Any:
+        """Make a returned connection reusable; False (or raising) discards it (awaitable in asyncio)."""
         return True
 
     def reset_now(self, entry: Any) -> int:
-        """The I/O-free part of the reset: 0 discard, 1 done, 2 the (awaitable) reset must run."""
+        """The I/O-free part of the reset: 0 discard, 1 done, 2 ``reset`` must run."""
         return 2
 
     def finish_action(self, conn: Any, ok: bool) -> int:
         """What ending ``pool.connection()`` needs: 0 nothing, 1 commit, 2 roll back."""
         return 0
 
-    def finish(self, conn: Any, ok: bool) -> None:
-        """End the block of ``pool.connection()``: commit if ok, else roll back."""
+    def finish(self, conn: Any, ok: bool) -> Any:
+        """End the block of ``pool.connection()``: commit if ok, else roll back (awaitable in asyncio)."""
 
     def retryable(self, exc: BaseException) -> bool:
         """Is a failed connect worth retrying (within the acquirer's deadline)?"""
@@ -179,7 +179,7 @@ class ResourceDriver(Driver):
     def connect(self) -> Any:
         return self.resource_cls.create(self.ctx)
 
-    def close(self, conn: Any) -> None:
+    def close(self, conn: Any) -> Any:
         close = getattr(conn, "close", None)
         if close is not None:
             close()
@@ -188,7 +188,7 @@ class ResourceDriver(Driver):
         meta = ConnectionMetadata(now - entry.created_at, now - entry.last_used)
         return bool(entry.conn.needs_health_check(self.ctx, meta))
 
-    def check(self, conn: Any) -> None:
+    def check(self, conn: Any) -> Any:
         conn.health_check(self.ctx)
 
     def describe(self) -> str:
@@ -201,14 +201,14 @@ class AsyncResourceDriver(ResourceDriver):
     async def connect(self) -> Any:
         return await self.resource_cls.create(self.ctx)
 
-    async def close(self, conn: Any) -> None:  # type: ignore[override]
+    async def close(self, conn: Any) -> None:
         close = getattr(conn, "close", None)
         if close is not None:
             result = close()
             if hasattr(result, "__await__"):
                 await result
 
-    async def check(self, conn: Any) -> None:  # type: ignore[override]
+    async def check(self, conn: Any) -> None:
         result = conn.health_check(self.ctx)
         if hasattr(result, "__await__"):
             await result

@@ -1,4 +1,4 @@
-"""Pick the pool core: the compiled ``fastpool._core`` or its pure twin.
+"""Select the pool core: the compiled ``fastpool._core`` or its pure-Python twin ``_core_py``.
 
 ``FASTPOOL_NO_EXTENSIONS=1`` forces the pure-Python twin, and so does any
 interpreter other than CPython.  ``FASTPOOL_REQUIRE_EXTENSIONS=1`` turns a

@@ -1,0 +1,460 @@
+"""The paired names that let one asyncio source serve the threaded pools too.
+
+fastpool's pool code is written once, for asyncio (``*_async.py``), and
+``tools/async_to_sync.py`` generates the threaded modules from it, mapping
+``AsyncFoo`` to ``Foo`` and ``foo_async`` to ``foo``.  This module holds both
+sides of every pair whose behaviour differs beyond ``await``:
+
+=====================  ========================================================
+asyncio                threads
+=====================  ========================================================
+``AsyncRunner``        ``Runner``: background jobs (tasks / worker threads),
+                       timers, and a finalizer-safe ``soon``
+``AsyncLock``          ``Lock``: mutual exclusion across waits
+``AsyncRLock``         ``RLock``: the same, re-entrant for its holder (task / thread)
+``AsyncEvent``         ``Event``
+``AsyncHandOff``       ``HandOff``: one value handed to one waiter, with timeout
+``sleep_async``        ``sleep``
+``wake_async``         ``wake``: wake a waiter of the pool core
+``maybe_await(x)``     ``x``: a hook that may be a plain or an async callable
+=====================  ========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from functools import partial
+from queue import SimpleQueue
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "AsyncEvent",
+    "AsyncHandOff",
+    "AsyncLock",
+    "AsyncRLock",
+    "AsyncRunner",
+    "Event",
+    "HandOff",
+    "Lock",
+    "RLock",
+    "Runner",
+    "maybe_await",
+    "sleep",
+    "sleep_async",
+    "wake",
+    "wake_async",
+]
+
+logger = logging.getLogger("fastpool")
+
+T = TypeVar("T")
+Job = Callable[..., Any]
+
+AsyncLock = asyncio.Lock
+Lock = threading.Lock
+AsyncEvent = asyncio.Event
+Event = threading.Event
+sleep_async = asyncio.sleep
+sleep = time.sleep
+TIMEOUT_MAX = threading.TIMEOUT_MAX  # a lock wait longer than this raises OverflowError
+
+
+async def maybe_await(value: Any) -> Any:
+    """Return ``value``, awaited first if it is awaitable (the result of a plain or async hook)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def wake_async(w: Any) -> None:
+    """Wake a waiter of the pool core whose handle is a future (served, failed or timed out)."""
+    fut = w.handle
+    if not fut.done():
+        fut.set_result(None)
+
+
+def wake(w: Any) -> None:
+    """Wake a waiter of the pool core whose handle is a held lock."""
+    w.handle.release()
+
+
+def _held_lock() -> Any:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+class AsyncRLock:
+    """A lock that the task holding it may take again (``async with`` nests)."""
+
+    __slots__ = ("_depth", "_lock", "_owner")
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    def locked(self) -> bool:
+        """True while some task holds it."""
+        return self._lock.locked()
+
+    async def acquire(self) -> bool:
+        """Take the lock, waiting for another holder to release it."""
+        me = asyncio.current_task()
+        if self._owner is me and me is not None:
+            self._depth += 1
+            return True
+        await self._lock.acquire()
+        self._owner, self._depth = me, 1
+        return True
+
+    def release(self) -> None:
+        """Release one level; the last one frees the lock."""
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+class RLock:
+    """A lock that the thread holding it may take again (``with`` nests)."""
+
+    __slots__ = ("_depth", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def locked(self) -> bool:
+        """True while some thread holds it."""
+        return self._depth > 0
+
+    def acquire(self) -> bool:
+        """Take the lock, waiting for another holder to release it."""
+        self._lock.acquire()
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        """Release one level; the last one frees the lock."""
+        self._depth -= 1
+        self._lock.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# -- one value handed to one waiter ---------------------------------------------------------
+
+
+class AsyncHandOff(Generic[T]):
+    """One value handed to one waiting task: ``give`` once, ``wait`` with a timeout.
+
+    ``give`` returns False when the waiter already gave up (timed out or
+    withdrew with ``withdraw``), so the giver can pass the value on;
+    ``withdraw`` returns False when a value was already given, so the
+    waiter can pass it on.  Call both on the waiter's loop.
+    """
+
+    __slots__ = ("_fut",)
+
+    def __init__(self) -> None:
+        self._fut: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+
+    def give(self, value: T) -> bool:
+        """Hand ``value`` over; False if the waiter is gone."""
+        if self._fut.done():
+            return False
+        self._fut.set_result(value)
+        return True
+
+    def withdraw(self) -> bool:
+        """Stop waiting; False if a value was already given (it is then the caller's)."""
+        if self._fut.done():
+            return self._fut.result() is None
+        self._fut.set_result(None)
+        return True
+
+    @property
+    def value(self) -> T | None:
+        """The value given, or None."""
+        return self._fut.result() if self._fut.done() else None
+
+    async def wait(self, timeout: float) -> T | None:
+        """Wait up to ``timeout`` seconds for the value; None if none came (the wait is withdrawn)."""
+        fut = self._fut
+        if not fut.done():
+            timer = fut.get_loop().call_later(timeout, self.withdraw) if timeout < float("inf") else None
+            try:
+                await fut
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        return fut.result()
+
+
+class HandOff(Generic[T]):
+    """:class:`AsyncHandOff` for threads: ``give`` may come from any thread."""
+
+    __slots__ = ("_done", "_mutex", "_value", "_wakeup")
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._wakeup = _held_lock()
+        self._done = False
+        self._value: T | None = None
+
+    def give(self, value: T) -> bool:
+        """Hand ``value`` over; False if the waiter is gone."""
+        with self._mutex:
+            if self._done:
+                return False
+            self._done = True
+            self._value = value
+        self._wakeup.release()
+        return True
+
+    def withdraw(self) -> bool:
+        """Stop waiting; False if a value was already given (it is then the caller's)."""
+        with self._mutex:
+            if self._done:
+                return self._value is None
+            self._done = True
+            return True
+
+    @property
+    def value(self) -> T | None:
+        """The value given, or None."""
+        return self._value
+
+    def wait(self, timeout: float) -> T | None:
+        """Wait up to ``timeout`` seconds for the value; None if none came (the wait is withdrawn)."""
+        if timeout > 0:
+            self._wakeup.acquire(True, min(timeout, TIMEOUT_MAX))
+        self.withdraw()
+        return self._value
+
+
+# -- background jobs --------------------------------------------------------------------------
+
+
+class AsyncRunner:
+    """The background work of an asyncio pool: tasks and timers on the pool's loop.
+
+    ``start`` binds it to the running loop.  ``spawn`` runs a coroutine
+    function in a task; ``later`` runs a function (plain or coroutine) after
+    a delay; ``soon`` does the same at once and is safe to call from any
+    thread and from finalizers.  ``stop`` cancels what is cancellable and
+    waits for the rest; jobs spawned with ``keep=True`` (closing connections)
+    are never cancelled, and run even after ``stop`` while the loop lives.
+    """
+
+    def __init__(self, name: str, num_workers: int) -> None:
+        self.name = name
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.slots = asyncio.Semaphore(num_workers)  # connects at once
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._kept: set[asyncio.Task[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._stopped = False
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``stop``."""
+        return self.loop is not None and not self._stopped
+
+    def start(self, owner: object) -> None:
+        """Bind to the running loop."""
+        self.loop = asyncio.get_running_loop()
+
+    def new_handle(self) -> Any:
+        """A handle for a waiter of the pool core: a future on the loop."""
+        return asyncio.Future(loop=self.loop)
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any, keep: bool = False) -> None:
+        """Run ``fn(*args)`` in a task of the loop (dropped if the loop is gone)."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or (self._stopped and not keep):
+            return
+        task: asyncio.Task[Any] = loop.create_task(fn(*args))  # type: ignore[arg-type]
+        tasks = self._kept if keep else self._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _run(self, fn: Job, args: tuple[Any, ...]) -> None:
+        res = fn(*args)
+        if inspect.iscoroutine(res):
+            if self._stopped:
+                res.close()
+                return
+            assert self.loop is not None
+            task = self.loop.create_task(res)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def later(self, delay: float, fn: Job, *args: Any) -> None:
+        """Run ``fn(*args)`` after ``delay`` seconds (dropped once stopped)."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or self._stopped:
+            return
+        timers = self._timers
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            timers.discard(handle)
+            if not self._stopped:
+                self._run(fn, args)
+
+        handle = loop.call_later(delay, fire)
+        timers.add(handle)
+
+    def soon(self, fn: Job, *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop as soon as possible; callable from any thread or finalizer."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._run, fn, args)
+        except RuntimeError:  # pragma: no cover - the loop is closing
+            pass
+
+    async def stop(self, timeout: float) -> None:
+        """Cancel the timers and the cancellable tasks; wait up to ``timeout`` for every task."""
+        self._stopped = True
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        current = asyncio.current_task()
+        for t in list(self._tasks):
+            if t is not current:
+                t.cancel()
+        tasks = [t for t in (*self._tasks, *self._kept) if t is not current]
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.1, timeout))
+
+
+class Runner:
+    """The background work of a threaded pool: ``num_workers`` threads and one timer thread.
+
+    Same methods as :class:`AsyncRunner`.  ``spawn`` and ``soon`` only put on
+    a ``SimpleQueue``, which takes no lock: safe from finalizers.  Before
+    ``start`` and after ``stop``, ``spawn(..., keep=True)`` runs the job in
+    the calling thread.  The threads are daemons and hold no reference to
+    the pool while idle, so an abandoned pool can be collected.
+    """
+
+    def __init__(self, name: str, num_workers: int) -> None:
+        self.name = name
+        self.slots = threading.Semaphore(num_workers)  # connects at once
+        self._num_workers = num_workers
+        self._jobs: SimpleQueue[Callable[[], Any] | None] = SimpleQueue()
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, partial[Any]]] = []
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
+        self._started = False
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``stop``."""
+        return self._started and not self._stopped
+
+    def start(self, owner: object) -> None:
+        """Start the threads (once); they stop when ``owner`` is garbage-collected."""
+        if self._started:
+            return
+        self._started = True
+        for i in range(self._num_workers):
+            t = threading.Thread(
+                target=_work, args=(self._jobs,), name=f"{self.name}-worker-{i}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._timer, name=f"{self.name}-timer", daemon=True)
+        t.start()
+        self._threads.append(t)
+        weakref.finalize(owner, self.stop, 0.0)
+
+    def new_handle(self) -> Any:
+        """A handle for a waiter of the pool core: a lock held until the waiter is woken."""
+        return _held_lock()
+
+    def spawn(self, fn: Job, *args: Any, keep: bool = False) -> None:
+        """Run ``fn(*args)`` on a worker thread (in this thread when ``keep`` and no worker runs)."""
+        if self.running:
+            self._jobs.put(partial(fn, *args))
+        elif keep:
+            fn(*args)
+
+    def soon(self, fn: Job, *args: Any) -> None:
+        """Run ``fn(*args)`` on a worker thread; callable from finalizers (no lock is taken)."""
+        self._jobs.put(partial(fn, *args))
+
+    def later(self, delay: float, fn: Job, *args: Any) -> None:
+        """Run ``fn(*args)`` on a worker after ``delay`` seconds (dropped once stopped)."""
+        with self._cond:
+            if self._stopped:
+                return
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), partial(fn, *args)))
+            self._cond.notify()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the threads after the jobs already queued; wait up to ``timeout`` for them."""
+        with self._cond:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify()
+        for _ in range(self._num_workers):
+            self._jobs.put(None)
+        deadline = time.monotonic() + timeout
+        me = threading.current_thread()
+        for t in self._threads:
+            if t is not me:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    def _timer(self) -> None:
+        cond = self._cond
+        heap = self._heap
+        with cond:
+            while not self._stopped:
+                if not heap:
+                    cond.wait()
+                    continue
+                delay = heap[0][0] - time.monotonic()
+                if delay > 0:
+                    cond.wait(delay)
+                    continue
+                _, _, job = heapq.heappop(heap)
+                self._jobs.put(job)
+
+
+def _work(jobs: SimpleQueue[Callable[[], Any] | None]) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        try:
+            job()
+        except Exception:
+            logger.exception("fastpool: error in a background job")
+        del job

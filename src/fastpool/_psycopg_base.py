@@ -1,0 +1,244 @@
+"""The psycopg 3 driver's I/O-free part, shared by its asyncio and threaded halves.
+
+The halves are ``_psycopg_async.py`` (the source) and ``_psycopg.py``
+(generated from it); this module has what needs no I/O, and the definition
+of what they do:
+
+Return-time reset (every recycling method): a broken or closed connection, or
+one left ACTIVE or UNKNOWN (a query or COPY still running, R1), is discarded;
+one left in a transaction (INTRANS or INERROR) is rolled back.  An IDLE
+connection gets no round trip at all: a gratuitous ROLLBACK would also clear
+psycopg's prepared-statement cache.  Client-side settings changed during the
+borrow (autocommit, isolation level, read only, deferrable, row and cursor
+factories, prepare threshold, notice and notify handlers) are put back to what
+the connection had when it joined the pool, without a round trip.  Then the
+recycling method's SQL, if any (CLEAN, CUSTOM), runs in autocommit.
+
+Acquire-time check: ``needs_check`` is I/O-free (connection status plus a
+zero-timeout readability probe of the socket, which catches a backend that was
+terminated while idle); ``check`` is an empty query in autocommit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
+
+from . import _core_select
+from .recycle import Recycle
+from .resource import Driver
+
+__all__ = ["ASYNC_SETTERS", "PsycopgDriverBase", "changes"]
+
+logger = logging.getLogger("fastpool")
+
+_OK = pq.ConnStatus.OK
+_IDLE = pq.TransactionStatus.IDLE
+_INTRANS = pq.TransactionStatus.INTRANS
+_INERROR = pq.TransactionStatus.INERROR
+
+# Server answers that mean "try again shortly" although they come with FATAL.
+_TRANSIENT_FATAL = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+    "too many clients already",
+    "remaining connection slots are reserved",
+    "sorry, too many clients",
+)
+_TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
+
+
+def changes(st: Any, conn: Any) -> list[tuple[str, Any]] | None:
+    """Return the settings to put back, as (attribute, value), or None if none changed.
+
+    Handlers are put back here directly; the connection is IDLE, so
+    nothing of this goes to the server.
+    """
+    out: list[tuple[str, Any]] | None = None
+    for name, now, then in (
+        ("autocommit", conn._autocommit, st.autocommit),
+        ("isolation_level", conn._isolation_level, st.isolation_level),
+        ("read_only", conn._read_only, st.read_only),
+        ("deferrable", conn._deferrable, st.deferrable),
+        ("prepare_threshold", conn._prepared.prepare_threshold, st.prepare_threshold),
+    ):
+        if now != then:
+            out = out or []
+            out.append((name, then))
+    if conn.row_factory is not st.row_factory:
+        out = out or []
+        out.append(("row_factory", st.row_factory))
+    if conn.cursor_factory is not st.cursor_factory:
+        out = out or []
+        out.append(("cursor_factory", st.cursor_factory))
+    if conn._notice_handlers != st.notice_handlers:
+        conn._notice_handlers[:] = st.notice_handlers
+    if conn._notify_handlers != st.notify_handlers:
+        conn._notify_handlers[:] = st.notify_handlers
+    return out
+
+
+# settings that an AsyncConnection changes through an awaitable set_<name>()
+ASYNC_SETTERS = frozenset({"autocommit", "isolation_level", "read_only", "deferrable"})
+
+
+class PsycopgDriverBase(Driver):
+    """What the asyncio and threaded psycopg drivers share: no I/O here (internal).
+
+    ``close_returns`` and ``putconn`` make the driver the object psycopg finds
+    in ``conn._pool``: ``with conn:`` inside a borrow then commits without
+    closing, as with psycopg_pool.
+    """
+
+    has_needs_check = True
+    has_reset = True
+    has_finish = True
+    fast_probe = True  # needs_check is the socket probe: the fast path does it inline
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        kwargs: dict[str, Any] | None = None,
+        connection_class: Any = psycopg.Connection,
+        recycle: Recycle = Recycle.FAST,
+        default_connect_timeout: float | None = None,
+    ) -> None:
+        if not isinstance(conninfo, str):
+            raise TypeError("conninfo must be a str")
+        if not isinstance(recycle, Recycle):
+            raise TypeError(f"recycle must be a fastpool.Recycle, got {type(recycle).__name__}")
+        self.recycle = recycle
+        self.always_check = recycle.verify_on_acquire
+        self._recycle_sql = recycle.sql
+        self._clean = recycle == Recycle.CLEAN
+        self.fast_return = self._recycle_sql is None  # the fast path may idle an unchanged connection
+        self.epoch = 0  # bumped by clear_prepared()
+        self.close_returns = False
+        kwargs = dict(kwargs or {})
+        try:
+            params = conninfo_to_dict(conninfo, **kwargs)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"conninfo: {self._scrub(str(exc), conninfo, kwargs)}") from None
+        self._secrets = [s for s in (str(params.get("password") or ""),) if s]
+        if default_connect_timeout is not None and "connect_timeout" not in params:
+            kwargs["connect_timeout"] = max(2, int(default_connect_timeout + 0.999))
+        self.conninfo = conninfo
+        self.kwargs = kwargs
+        self.connection_class = connection_class
+        self._probe_after = _core_select.core.PROBE_AFTER
+        host = str(params.get("host") or params.get("hostaddr") or "")
+        port = str(params.get("port") or "5432")
+        self._target = f"{host or 'local socket'}:{port}" if host else f"local socket (port {port})"
+
+    @staticmethod
+    def _scrub(text: str, conninfo: str, kwargs: dict[str, Any]) -> str:
+        pw = kwargs.get("password")
+        if pw:
+            text = text.replace(str(pw), "***")
+        # best effort on an unparsable conninfo: hide anything after "password="
+        low = conninfo.lower()
+        i = low.find("password")
+        if i >= 0:
+            text = text.replace(conninfo[i:], "***")
+        return text
+
+    # -- shared, I/O-free -------------------------------------------------------
+
+    def snapshot(self, conn: Any) -> Any:
+        return _core_select.core.ClientState(conn, self.epoch)
+
+    def needs_check(self, entry: Any, now: float) -> bool:
+        if now - entry.last_used < self._probe_after:  # just back (or handed over): only the status
+            return bool(entry.conn.pgconn.status != _OK)
+        return self._probe(entry)
+
+    def _probe(self, entry: Any) -> bool:
+        pgconn = entry.conn.pgconn
+        if pgconn.status != _OK:
+            return True
+        try:
+            return bool(_core_select.core.readable(pgconn.socket))
+        except (OSError, ValueError, psycopg.OperationalError):
+            return True
+
+    def idle_dead(self, entry: Any) -> bool:
+        # An idle connection has nothing to read unless the server spoke first:
+        # a FATAL before EOF (terminated backend, restart) or a stray NOTIFY /
+        # NOTICE, which would leak to the next borrower anyway.
+        return self._probe(entry)
+
+    def retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, OSError):
+            return True
+        if not isinstance(exc, psycopg.OperationalError):
+            return False
+        if getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+            return True
+        msg = str(exc)
+        if "FATAL:" not in msg:  # refused, reset, timed out, no route: try again
+            return True
+        return any(s in msg for s in _TRANSIENT_FATAL)
+
+    def hook_retryable(self, exc: BaseException) -> bool:
+        return isinstance(exc, (psycopg.OperationalError, OSError))
+
+    def describe(self) -> str:
+        return self._target
+
+    def redact(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return text
+
+    def _begin_reset(self, entry: Any) -> int:
+        """Classify a returned connection: 0 discard it, 1 it is idle, 2 roll it back."""
+        pgconn = entry.conn.pgconn
+        if pgconn.status != _OK:
+            return 0
+        ts = pgconn.transaction_status
+        if ts == _IDLE:
+            return 1
+        if ts in (_INTRANS, _INERROR):
+            return 2
+        return 0  # ACTIVE or UNKNOWN: state unknown, R1
+
+    def _needs_deallocate(self, st: Any) -> bool:
+        if st is not None and st.epoch != self.epoch:  # clear_prepared() was called since
+            st.epoch = self.epoch
+            return True
+        return False
+
+    def _drop_backlog(self, conn: Any) -> None:
+        if self._clean:  # UNLISTEN * does not drop what psycopg already received
+            backlog = conn._notifies_backlog
+            if backlog:
+                backlog.clear()
+
+    def reset_now(self, entry: Any) -> int:
+        """The I/O-free part of the reset: 0 discard, 1 done, 2 the reset (with I/O) must run."""
+        action = self._begin_reset(entry)
+        if action != 1:
+            return action
+        st = entry.data
+        if st is not None and (not st.same(entry.conn) or st.epoch != self.epoch):
+            return 2
+        return 1 if self._recycle_sql is None else 2
+
+    def finish_action(self, conn: Any, ok: bool) -> int:
+        """What the end of ``connection()`` must do: 0 nothing, 1 commit, 2 roll back."""
+        pgconn = conn.pgconn
+        if pgconn.status != _OK:
+            return 0
+        ts = pgconn.transaction_status
+        if ts == _INTRANS and ok:
+            return 1
+        if ts in (_INTRANS, _INERROR):
+            return 2
+        return 0
