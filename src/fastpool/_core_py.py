@@ -27,6 +27,8 @@ from collections import deque
 from time import monotonic as _monotonic
 from typing import Any
 
+from ._core_psycopg_py import ClientState, psycopg_ready, psycopg_returnable
+
 __all__ = [
     "ENQUEUE_CLOSED",
     "ENQUEUE_FULL",
@@ -621,82 +623,22 @@ PUT_PSYCOPG = 2  # psycopg FAST: straight back when IDLE and the client settings
 PROBE_AFTER = 0.001
 
 
-class ClientState:
-    """A psycopg connection's client-side settings when it joined the pool.
-
-    Also keeps the connection's ``pgconn`` and socket, which do not change
-    for its life, so the borrow path need not look them up.
-    """
-
-    __slots__ = (
-        "autocommit",
-        "cursor_factory",
-        "deferrable",
-        "epoch",
-        "fd",
-        "isolation_level",
-        "notice_handlers",
-        "notify_handlers",
-        "pgconn",
-        "prepare_threshold",
-        "read_only",
-        "row_factory",
-    )
-
-    def __init__(self, conn: Any, epoch: int) -> None:
-        self.autocommit = conn._autocommit
-        self.isolation_level = conn._isolation_level
-        self.read_only = conn._read_only
-        self.deferrable = conn._deferrable
-        self.row_factory = conn.row_factory
-        self.cursor_factory = conn.cursor_factory
-        self.prepare_threshold = conn._prepared.prepare_threshold
-        self.notice_handlers = list(conn._notice_handlers)
-        self.notify_handlers = list(conn._notify_handlers)
-        self.epoch = epoch
-        self.pgconn = conn.pgconn
-        self.fd = conn.pgconn.socket
-
-    def same(self, conn: Any) -> bool:
-        """True if nothing changed (the common case: no allocation)."""
-        return (
-            conn._autocommit == self.autocommit
-            and conn.row_factory is self.row_factory
-            and conn._isolation_level == self.isolation_level
-            and conn._read_only == self.read_only
-            and conn._deferrable == self.deferrable
-            and conn.cursor_factory is self.cursor_factory
-            and conn._prepared.prepare_threshold == self.prepare_threshold
-            and conn._notice_handlers == self.notice_handlers
-            and conn._notify_handlers == self.notify_handlers
-        )
-
-
 def _ready(e: Entry, now: float, mode: int, tba: bool) -> bool:
     """True when ``e`` may be handed out with no admission: the gates its pool's options call for."""
     if mode == GET_ADMIT or (e.check_due and tba):
         return False
     if mode == GET_PLAIN:
         return True
-    st = e.data
-    if type(st) is not ClientState:
-        return False
-    if now - e.last_used < PROBE_AFTER:
-        return True  # checked OK and IDLE at its return an instant ago, untouched since
-    return st.pgconn.status == 0 and not readable(st.fd)
+    return psycopg_ready(e, now, PROBE_AFTER, readable)
 
 
 def _returnable(e: Entry, now: float, mode: int, epoch: int) -> bool:
     """True when ``e`` may go straight back: unexpired and, for psycopg, IDLE and unchanged."""
     if mode == PUT_PLAIN:
         return now < e.expires_at
-    st = e.data
-    if mode != PUT_PSYCOPG or type(st) is not ClientState:
+    if mode != PUT_PSYCOPG:
         return False
-    pg = st.pgconn
-    return bool(  # libpq reports a bad connection's transaction status as UNKNOWN, never IDLE (0)
-        pg.transaction_status == 0 and now < e.expires_at and st.epoch == epoch and st.same(e.conn)
-    )
+    return psycopg_returnable(e, now, epoch)
 
 
 Lock = threading.Lock  # the threaded pools' mutex (the compiled twin has its own, taken in C)
