@@ -26,6 +26,13 @@ import pytest_asyncio
 import fastpool
 from fastpool import _core_select
 
+from .acompat import run_all as run_threads
+from .acompat import wait_until
+from .resources import make
+from .resources_async import ctx, make_async
+
+__all__ = ["ctx", "make", "make_async", "run_threads", "wait_until"]
+
 LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
 TWINS = ("c", "python")
 
@@ -217,16 +224,20 @@ def make_pool(twin: str, dsn: str, app_name: str) -> Iterator[Any]:
 
 
 @pytest_asyncio.fixture
-async def apool(twin: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
-    """Build ``fastpool.AsyncPool`` objects on the test's twin and loop; all are closed at the end."""
+async def make_pool_async(twin: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
+    """``await make_pool_async(**options)``: an ``AsyncPool`` on the test's twin, opened unless
+    ``open=False`` (eagerly, as the threaded ``Pool`` opens in its constructor); all are closed at
+    the end."""
     pools: list[fastpool.AsyncPool] = []
 
-    def make(**kw: Any) -> fastpool.AsyncPool:
+    async def make(**kw: Any) -> fastpool.AsyncPool:
         kwargs = dict(kw.pop("kwargs", {}))
         kwargs.setdefault("application_name", app_name)
         kw.setdefault("acquire_timeout", 10.0)
         p = fastpool.AsyncPool(kw.pop("conninfo", dsn), kwargs=kwargs, **kw)
         pools.append(p)
+        if kw.get("open", True):
+            await p.open()
         return p
 
     yield make
@@ -243,40 +254,6 @@ def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:
     if s["waiting"]:
         assert s["idle"] == 0, "a queued waiter implies no idle connection"
     return s
-
-
-def run_threads(target: Any, n: int, timeout: float = 120.0) -> None:
-    """Run ``target(i)`` in ``n`` threads at once; re-raise the first error any of them hit."""
-    import threading
-
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck"
-    if errors:
-        raise errors[0]
-
-
-def wait_until(pred: Any, timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll ``pred`` until it is true or ``timeout`` passes; return its last value."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= deadline:
-            return bool(v)
-        time.sleep(interval)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

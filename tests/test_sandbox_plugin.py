@@ -1,4 +1,4 @@
-"""The pytest plugin, run in a child pytest (SPEC T001-16), on both twins."""
+"""The pytest plugin, run in a child pytest, on both twins."""
 
 from __future__ import annotations
 

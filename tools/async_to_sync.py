@@ -56,9 +56,7 @@ NAMES = {
     "aclose": "close",
     "pytest_asyncio": "pytest",
     "NoLock": "Lock",
-    "apool": "pool",
-    "apools": "pools",
-    "aconn": "conn",
+    "anext": "next",
 }
 #: Names the rules must leave alone.
 KEEP = frozenset({"is_async", "test_async"})
@@ -308,7 +306,7 @@ def generate(src: Path) -> str:
     module = cst.parse_module(src.read_text())
     code = header(src) + module.visit(AsyncToSync()).code
     out = twin_of(src)
-    code = _ruff(["check", "--fix", "--quiet", "--select", "F401,I", "--exit-zero"], code, out)
+    code = _ruff(["check", "--fix", "--quiet", "--select", "F401,I,RUF022", "--exit-zero"], code, out)
     return _ruff(["format", "--quiet"], code, out)
 
 

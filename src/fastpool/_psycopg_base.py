@@ -5,7 +5,7 @@ The halves are ``_psycopg_async.py`` (the source) and ``_psycopg.py``
 of what they do:
 
 Return-time reset (every recycling method): a broken or closed connection, or
-one left ACTIVE or UNKNOWN (a query or COPY still running, R1), is discarded;
+one left ACTIVE or UNKNOWN (a query or COPY still running), is discarded;
 one left in a transaction (INTRANS or INERROR) is rolled back.  An IDLE
 connection gets no round trip at all: a gratuitous ROLLBACK would also clear
 psycopg's prepared-statement cache.  Client-side settings changed during the
@@ -207,7 +207,7 @@ class PsycopgDriverBase(Driver):
             return 1
         if ts in (_INTRANS, _INERROR):
             return 2
-        return 0  # ACTIVE or UNKNOWN: state unknown, R1
+        return 0  # ACTIVE or UNKNOWN: the state is unknown, never reuse it
 
     def _needs_deallocate(self, st: Any) -> bool:
         if st is not None and st.epoch != self.epoch:  # clear_prepared() was called since

@@ -269,11 +269,11 @@ class BasePool(Generic[C]):
 
     def _ensure_started(self) -> None:
         """Start the pool unless it runs; a closed pool cannot start again (``PoolClosed``)."""
-        started = self._opened and not self._closed
-        if started:
+        started = self._opened
+        if started or self._opened:
+            if self._closed:
+                raise PoolClosed(f"{self._name} was closed and cannot be opened again")
             return
-        if self._opened:
-            raise PoolClosed(f"{self._name} was closed and cannot be opened again")
         self._auto_start = True
         self._start()
 
@@ -460,17 +460,23 @@ class BasePool(Generic[C]):
 
     def check(self) -> None:
         """Check every idle connection now (the driver's health check); close and replace broken ones."""
-        for e in self._take_idle():
-            try:
-                self._driver.check(e.conn)
-            except Exception as exc:
-                with self._lock:
-                    self._counters["health_check_failures"] += 1
-                self._reject(e, "check() found a broken connection", exc)
-            except BaseException:  # interrupted mid-check: the connection's state is unknown
-                self._discard(e)
-                raise
-            else:
+        taken = self._take_idle()
+        try:
+            while taken:
+                e = taken.pop()
+                try:
+                    self._driver.check(e.conn)
+                except Exception as exc:
+                    with self._lock:
+                        self._counters["health_check_failures"] += 1
+                    self._reject(e, "check() found a broken connection", exc)
+                except BaseException:  # interrupted mid-check: the connection's state is unknown
+                    self._discard(e)
+                    raise
+                else:
+                    self._fast.release(e, monotonic())
+        finally:
+            for e in taken:  # interrupted: the ones not checked yet go back as they were
                 self._fast.release(e, monotonic())
         if self._doomed:
             self._close_doomed()

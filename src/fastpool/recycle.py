@@ -1,4 +1,4 @@
-"""Recycling methods for psycopg connections (seed 002, deadpool-postgres).
+"""Recycling methods for psycopg connections (the methods of deadpool-postgres, and more).
 
 * ``Recycle.FAST`` (default): no I/O at all.  At return the connection is
   reset (rollback if a transaction is open, client-side settings restored);
