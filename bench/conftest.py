@@ -1,28 +1,49 @@
-"""Benchmark fixtures: the database, and the ratio table printed at the end."""
+"""Benchmark fixtures: the database, the shared shapes, and the ratio table printed at the end."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from .ratios import name_of, table
+from fastpool._bench_shapes import Impl, Unavailable, resolve_dsn
 
-LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
+from .ratios import name_of, table
 
 
 @pytest.fixture(scope="session")
 def dsn() -> str:
-    """FASTPOOL_TEST_DSN or the local server; the DB benchmarks skip without one."""
-    dsn = os.environ.get("FASTPOOL_TEST_DSN", LOCAL_DSN)
+    """The database of ``resolve_dsn()``; the DB benchmarks skip without one."""
+    dsn = resolve_dsn()
     try:
         with psycopg.connect(dsn, connect_timeout=3):
             pass
     except Exception as exc:
         pytest.skip(f"no PostgreSQL server for the DB benchmarks ({dsn}): {exc}")
     return dsn
+
+
+def built(make: Any, *args: Any, **kwargs: Any) -> Iterator[Impl]:
+    """Build one implementation for a fixture (skip when it cannot run here), close it afterwards."""
+    try:
+        impl = make(*args, **kwargs)
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield impl
+    finally:
+        impl.close()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A private event loop for the asyncio shapes."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -13,90 +13,50 @@ floor need a server).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import threading
-from collections import deque
 from collections.abc import Callable
-from typing import Any
 
-DEFAULT_DSN = "host=127.0.0.1 dbname=test user=postgres"
+from fastpool._bench_shapes import async_pg, resolve_dsn, sync_pg
+
 IMPLS = ["floor", "fastpool-c", "fastpool-python", "psycopg_pool", "psycopg_pool-getconn", "sqlalchemy"]
 ASYNC_IMPLS = ["async-fastpool-c", "async-fastpool-python", "async-psycopg_pool"]
 TASKS_IMPLS = ["tasks64-fastpool-c", "tasks64-fastpool-python", "tasks64-psycopg_pool"]
+#: command-line names -> the shapes' implementation names
+SHAPE_NAMES = {
+    "floor": "floor: deque+Lock",
+    "fastpool-c": "fastpool[c]",
+    "fastpool-python": "fastpool[python]",
+    "psycopg_pool": "psycopg_pool",
+    "psycopg_pool-getconn": "psycopg_pool getconn/putconn",
+    "sqlalchemy": "sqlalchemy QueuePool",
+    "async-fastpool-c": "fastpool[c]",
+    "async-fastpool-python": "fastpool[python]",
+    "async-psycopg_pool": "psycopg_pool async",
+    "tasks64-fastpool-c": "fastpool[c]",
+    "tasks64-fastpool-python": "fastpool[python]",
+    "tasks64-psycopg_pool": "psycopg_pool async",
+}
 
 
 def make(impl: str, dsn: str) -> Callable[[], None]:
     """Build the pool for ``impl`` (4 connections) and return one borrow+return."""
-    if impl == "floor":
-        dq: deque[object] = deque(object() for _ in range(4))
-        lock = threading.Lock()
-
-        def floor() -> None:
-            with lock:
-                c = dq.pop()
-            with lock:
-                dq.append(c)
-
-        return floor
-    if impl.startswith("fastpool"):
-        import fastpool
-        from fastpool import _core_select
-
-        _core_select.core = _core_select.load("c" if impl == "fastpool-c" else "python")  # type: ignore[attr-defined]
-        pool = fastpool.Pool(dsn, min_size=4, max_size=4)
-
-        def fp() -> None:
-            with pool.connection():
-                pass
-
-        return fp
-    if impl.startswith("psycopg_pool"):
-        import psycopg_pool
-
-        ppool = psycopg_pool.ConnectionPool(dsn, min_size=4, max_size=4, open=True)
-        ppool.wait()
-        if impl.endswith("getconn"):
-            return lambda: ppool.putconn(ppool.getconn())
-
-        def pp() -> None:
-            with ppool.connection():
-                pass
-
-        return pp
-    if impl == "sqlalchemy":
-        import psycopg
-        from sqlalchemy.pool import QueuePool
-
-        qp = QueuePool(lambda: psycopg.connect(dsn), pool_size=4, max_overflow=0)
-        return lambda: qp.connect().close()
-    raise SystemExit(f"unknown implementation {impl!r}")
+    return sync_pg(SHAPE_NAMES[impl], dsn).op
 
 
 def make_async(impl: str, dsn: str) -> Callable[[], None]:
-    """Build an asyncio pool on a private loop; return one borrow+return run on that loop."""
-    import asyncio
-
+    """Build an asyncio pool on a private loop; return one batch of 100 borrow+return run on that loop."""
     loop = asyncio.new_event_loop()
-    if impl.startswith("async-fastpool"):
-        import fastpool
-        from fastpool import _core_select
-
-        _core_select.core = _core_select.load("c" if impl == "async-fastpool-c" else "python")  # type: ignore[attr-defined]
-        pool: Any = fastpool.AsyncPool(dsn, min_size=4, max_size=4)
-        loop.run_until_complete(pool.open())
-    else:
-        import psycopg_pool
-
-        pool = psycopg_pool.AsyncConnectionPool(dsn, min_size=4, max_size=4, open=False)
-        loop.run_until_complete(pool.open(wait=True))
+    cm = async_pg(SHAPE_NAMES[impl], dsn, loop).cm
+    assert cm is not None
 
     async def many(n: int) -> None:
-        for _ in range(n):
-            async with pool.connection():
+        for _ in range(n):  # the block users write, inline
+            async with cm():
                 pass
 
     # one call runs a batch: the loop's own cost per run_until_complete is amortised
@@ -105,32 +65,21 @@ def make_async(impl: str, dsn: str) -> Callable[[], None]:
 
 def tasks64(impl: str, n: int, dsn: str) -> None:
     """``n`` borrows shared by 64 tasks on 4 connections, each holding across one loop switch."""
-    import asyncio
+    loop = asyncio.new_event_loop()
+    cm = async_pg(SHAPE_NAMES[impl], dsn, loop).cm
+    assert cm is not None
+
+    async def worker(k: int) -> None:
+        for _ in range(k):
+            async with cm():
+                await asyncio.sleep(0)
 
     async def main() -> None:
-        if impl.startswith("tasks64-fastpool"):
-            import fastpool
-            from fastpool import _core_select
-
-            _core_select.core = _core_select.load("c" if impl == "tasks64-fastpool-c" else "python")  # type: ignore[attr-defined]
-            pool: Any = fastpool.AsyncPool(dsn, min_size=4, max_size=4)
-            await pool.open()
-        else:
-            import psycopg_pool
-
-            pool = psycopg_pool.AsyncConnectionPool(dsn, min_size=4, max_size=4, open=False)
-            await pool.open(wait=True)
-
-        async def worker(k: int) -> None:
-            for _ in range(k):
-                async with pool.connection():
-                    await asyncio.sleep(0)
-
         await asyncio.gather(*(worker(20) for _ in range(64)))  # warm every lazy path
         await asyncio.gather(*(worker(n // 64 + (i < n % 64)) for i in range(64)))
         os._exit(0)
 
-    asyncio.run(main())
+    loop.run_until_complete(main())
 
 
 def child(impl: str, n: int, dsn: str) -> None:
@@ -174,7 +123,7 @@ def _family(impl: str) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("impls", nargs="*", default=IMPLS)
-    p.add_argument("--dsn", default=os.environ.get("FASTPOOL_TEST_DSN", DEFAULT_DSN))
+    p.add_argument("--dsn", default=resolve_dsn())
     p.add_argument("-n", type=int, default=2000)
     p.add_argument("--child", nargs=2, metavar=("IMPL", "N"))
     args = p.parse_args()

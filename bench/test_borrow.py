@@ -1,20 +1,22 @@
-"""Borrow + return with no query, one thread: fastpool (both twins) beside its peers.
+"""Borrow + return with no query: fastpool (both twins) beside its peers, 1 thread and 16 threads.
 
 Run: ``pytest bench/ --benchmark-only --benchmark-group-by=group``; the ratio
 table is printed at the end.  Peers missing from the environment are skipped.
+The implementations are the shapes of ``fastpool._bench_shapes``, as in
+``python -m fastpool bench``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import fastpool
-from fastpool import _core_select
+from fastpool._bench_shapes import PLAIN, SYNC, Impl, plain, sync_pg
+
+from .conftest import built
 
 GROUP_PG = "borrow+return, no query, 1 thread (psycopg, 4 connections)"
 GROUP_RES = "borrow+return, 1 thread (plain resource, no database)"
@@ -26,7 +28,9 @@ THREADS = 16
 OPS = 100
 
 
-def _bench(benchmark: Any, op: Callable[[], None]) -> None:
+def _bench(benchmark: Any, impl: Impl) -> None:
+    op = impl.op
+
     def run() -> None:
         for _ in range(OPS):
             op()
@@ -35,130 +39,35 @@ def _bench(benchmark: Any, op: Callable[[], None]) -> None:
     benchmark(run)
 
 
-def _use_twin(monkeypatch: pytest.MonkeyPatch, twin: str) -> None:
-    try:
-        monkeypatch.setattr(_core_select, "core", _core_select.load(twin))  # type: ignore[arg-type]
-    except ImportError:
-        pytest.skip("compiled core not built")
+@pytest.fixture(params=SYNC)
+def pg_impl(request: pytest.FixtureRequest, dsn: str) -> Iterator[Impl]:
+    yield from built(sync_pg, request.param, dsn)
 
 
-def _floor() -> Callable[[], None]:
-    dq: deque[object] = deque(object() for _ in range(4))
-    lock = threading.Lock()
-
-    def run() -> None:
-        with lock:
-            c = dq.pop()
-        with lock:
-            dq.append(c)
-
-    return run
-
-
-@pytest.fixture(
-    params=[
-        "fastpool[c]",
-        "fastpool[python]",
-        "fastpool[c] getconn/putconn",
-        "fastpool[python] getconn/putconn",
-        "psycopg_pool connection()",
-        "psycopg_pool getconn/putconn",
-        "sqlalchemy QueuePool",
-        "floor: deque+Lock",
-    ]
-)
-def pg_borrow(request: pytest.FixtureRequest, dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    name = request.param
-    if name.startswith("fastpool"):
-        _use_twin(monkeypatch, "c" if name.startswith("fastpool[c]") else "python")
-        pool = fastpool.Pool(dsn, min_size=4, max_size=4)
-        if name.endswith("getconn/putconn"):
-
-            def run() -> None:
-                pool.putconn(pool.getconn())
-        else:
-
-            def run() -> None:
-                with pool.connection():
-                    pass
-
-        yield run
-        pool.close()
-    elif name.startswith("psycopg_pool"):
-        psycopg_pool = pytest.importorskip("psycopg_pool")
-        ppool = psycopg_pool.ConnectionPool(dsn, min_size=4, max_size=4, open=True)
-        ppool.wait()
-        if name.endswith("connection()"):
-
-            def run() -> None:
-                with ppool.connection():
-                    pass
-        else:
-
-            def run() -> None:
-                ppool.putconn(ppool.getconn())
-
-        yield run
-        ppool.close()
-    elif name.startswith("sqlalchemy"):
-        sa_pool = pytest.importorskip("sqlalchemy.pool")
-        import psycopg
-
-        qp = sa_pool.QueuePool(lambda: psycopg.connect(dsn), pool_size=4, max_overflow=0)
-        warm = [qp.connect() for _ in range(4)]
-        for c in warm:
-            c.close()
-
-        def run() -> None:
-            qp.connect().close()
-
-        yield run
-        qp.dispose()
-    else:
-        yield _floor()
+@pytest.fixture(params=PLAIN)
+def res_impl(request: pytest.FixtureRequest) -> Iterator[Impl]:
+    yield from built(plain, request.param)
 
 
 @pytest.mark.benchmark(group=GROUP_PG)
-def test_pg_borrow_return(benchmark: Any, pg_borrow: Callable[[], None]) -> None:
-    _bench(benchmark, pg_borrow)
-
-
-class _Thing(fastpool.BaseResource[None]):
-    @classmethod
-    def create(cls, ctx: None) -> _Thing:
-        return cls()
-
-
-@pytest.fixture(params=["fastpool[c]", "fastpool[python]", "floor: deque+Lock"])
-def res_borrow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    name = request.param
-    if name == "floor: deque+Lock":
-        yield _floor()
-        return
-    _use_twin(monkeypatch, "c" if name == "fastpool[c]" else "python")
-    pool: fastpool.ResourcePool[_Thing] = fastpool.ResourcePool(_Thing, None, min_size=4, max_size=4)
-
-    def run() -> None:
-        with pool.connection():
-            pass
-
-    yield run
-    pool.close()
+def test_pg_borrow_return(benchmark: Any, pg_impl: Impl) -> None:
+    _bench(benchmark, pg_impl)
 
 
 @pytest.mark.benchmark(group=GROUP_RES)
-def test_resource_borrow_return(benchmark: Any, res_borrow: Callable[[], None]) -> None:
-    _bench(benchmark, res_borrow)
+def test_resource_borrow_return(benchmark: Any, res_impl: Impl) -> None:
+    _bench(benchmark, res_impl)
 
 
 @pytest.mark.benchmark(group=GROUP_16)
-def test_pg_borrow_return_16_threads(benchmark: Any, pg_borrow: Callable[[], None]) -> None:
+def test_pg_borrow_return_16_threads(benchmark: Any, pg_impl: Impl) -> None:
     """16 threads share 4 connections; each timed call runs OPS borrows in every thread."""
+    op = pg_impl.op
 
     def worker(barrier: threading.Barrier) -> None:
         barrier.wait(timeout=30)
         for _ in range(OPS):
-            pg_borrow()
+            op()
 
     def run() -> None:
         barrier = threading.Barrier(THREADS)

@@ -284,10 +284,6 @@ class AsyncRunner:
         """Bind to the running loop."""
         self.loop = asyncio.get_running_loop()
 
-    def new_handle(self) -> Any:
-        """A handle for a waiter of the pool core: a future on the loop."""
-        return asyncio.Future(loop=self.loop)
-
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any, keep: bool = False) -> None:
         """Run ``fn(*args)`` in a task of the loop (dropped if the loop is gone)."""
         loop = self.loop
@@ -363,6 +359,8 @@ class Runner:
     def __init__(self, name: str, num_workers: int) -> None:
         self.name = name
         self.slots = threading.Semaphore(num_workers)  # connects at once
+        #: a handle for a waiter of the pool core: a lock held until the waiter is woken
+        self.new_handle: Callable[[], Any] = _held_lock
         self._num_workers = num_workers
         self._jobs: SimpleQueue[Callable[[], Any] | None] = SimpleQueue()
         self._cond = threading.Condition(threading.Lock())
@@ -392,10 +390,6 @@ class Runner:
         t.start()
         self._threads.append(t)
         weakref.finalize(owner, self.stop, 0.0)
-
-    def new_handle(self) -> Any:
-        """A handle for a waiter of the pool core: a lock held until the waiter is woken."""
-        return _held_lock()
 
     def spawn(self, fn: Job, *args: Any, keep: bool = False) -> None:
         """Run ``fn(*args)`` on a worker thread (in this thread when ``keep`` and no worker runs)."""

@@ -14,128 +14,74 @@ import statistics
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TextIO
 
 from . import _core_select
+from ._bench_shapes import (
+    ASYNC,
+    PLAIN,
+    SELECT1,
+    SYNC,
+    HandoffFloor,
+    Impl,
+    Unavailable,
+    async_pg,
+    plain,
+    sync_pg,
+    twins,
+)
 from ._pool import Pool
-from ._shell import ResourcePool
-from .resource import BaseResource
 
 Shape = dict[str, Callable[[int], None]]  # implementation -> run(n borrows)
 
 
-class _Thing(BaseResource[None]):
-    @classmethod
-    def create(cls, ctx: None) -> _Thing:
-        return cls()
-
-
-def _floor() -> Callable[[int], None]:
-    dq: deque[object] = deque(object() for _ in range(4))
-    lock = threading.Lock()
+def _loop_of(impl: Impl) -> Callable[[int], None]:
+    op = impl.op
 
     def run(n: int) -> None:
         for _ in range(n):
-            with lock:
-                c = dq.pop()
-            with lock:
-                dq.append(c)
+            op()
 
     return run
 
 
-def _with_twin(twin: str, make: Callable[[], Any]) -> Any:
-    saved = _core_select.core
-    _core_select.core = _core_select.load(twin)  # type: ignore[arg-type]
-    try:
-        return make()
-    finally:
-        _core_select.core = saved
-
-
-def _loop_cm(pool: Any) -> Callable[[int], None]:
-    def run(n: int) -> None:
-        for _ in range(n):
-            with pool.connection():
-                pass
-
-    return run
-
-
-def _close_on(loop: asyncio.AbstractEventLoop, pool: Any) -> None:
-    loop.run_until_complete(pool.close())
-
-
-def _twins() -> list[str]:
-    out = ["python"]
-    try:
-        _core_select.load("c")
-        out.insert(0, "c")
-    except ImportError:
-        pass
+def _build(make: Callable[[str], Impl], names: list[str], closers: list[Callable[[], Any]],
+           skipped: list[str]) -> dict[str, Impl]:  # fmt: skip
+    out: dict[str, Impl] = {}
+    for name in names:
+        try:
+            impl = make(name)
+        except Unavailable as exc:
+            skipped.append(f"{name} ({exc})")
+            continue
+        closers.insert(0, impl.close)
+        out[name] = impl
     return out
 
 
 def shapes(dsn: str | None, closers: list[Callable[[], Any]], skipped: list[str]) -> dict[str, Shape]:
     """Build every shape that can run here; ``closers`` collects what to close afterwards."""
     out: dict[str, Shape] = {}
-    res: Shape = {"floor: deque+Lock": _floor()}
-    for twin in _twins():
-        rp = _with_twin(twin, lambda: ResourcePool(_Thing, None, min_size=4, max_size=4))
-        closers.append(rp.close)
-        res[f"fastpool[{twin}]"] = _loop_cm(rp)
-    out["borrow+return, plain resource, 1 thread"] = res
+    res = _build(plain, PLAIN, closers, skipped)
+    out["borrow+return, plain resource, 1 thread"] = {n: _loop_of(i) for n, i in res.items()}
     if dsn is None:
         skipped.append("every database shape (no reachable database)")
         return out
-    pg: Shape = {"floor: deque+Lock": _floor()}
-    for twin in _twins():
-        p = _with_twin(twin, lambda: Pool(dsn, min_size=4, max_size=4))
-        closers.append(p.close)
-        pg[f"fastpool[{twin}]"] = _loop_cm(p)
-    try:
-        import psycopg_pool
-
-        pp = psycopg_pool.ConnectionPool(dsn, min_size=4, max_size=4, open=True)
-        pp.wait()
-        closers.append(pp.close)
-        pg["psycopg_pool"] = _loop_cm(pp)
-    except ImportError:
-        skipped.append("psycopg_pool (not installed)")
-    try:
-        import psycopg
-        from sqlalchemy.pool import QueuePool
-
-        def creator() -> Any:
-            return psycopg.connect(dsn)
-
-        qp = QueuePool(creator, pool_size=4, max_overflow=0)
-        closers.append(qp.dispose)
-
-        def sa(n: int) -> None:
-            for _ in range(n):
-                qp.connect().close()
-
-        pg["sqlalchemy QueuePool"] = sa
-    except ImportError:
-        skipped.append("SQLAlchemy (not installed)")
-    out["borrow+return, psycopg, no query, 1 thread"] = pg
+    pg = _build(partial(sync_pg, dsn=dsn), SYNC, closers, skipped)
+    out["borrow+return, psycopg, no query, 1 thread"] = {n: _loop_of(i) for n, i in pg.items()}
     out["async borrow+return, psycopg, no query, 1 task"] = _async_shape(dsn, closers, skipped)
     return out
 
 
 def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str]) -> Shape:
-    from ._pool_async import AsyncPool
-
     loop = asyncio.new_event_loop()
     closers.append(loop.close)
-    shape: Shape = {}
+    impls = _build(lambda n: async_pg(n, dsn, loop), ASYNC, closers, skipped)
 
     def runner(cm: Callable[[], Any]) -> Callable[[int], None]:
-        # the block users write, inline: no extra coroutine per borrow to blur the ratios
+        # the block users write, inline: no call of the harness's own per borrow to blur the ratios
         async def many(n: int) -> None:
             for _ in range(n):
                 async with cm():
@@ -143,48 +89,7 @@ def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str])
 
         return lambda n: loop.run_until_complete(many(n))
 
-    for twin in _twins():
-        pool = _with_twin(twin, lambda: AsyncPool(dsn, min_size=4, max_size=4))
-        loop.run_until_complete(pool.open())
-        closers.insert(0, partial(_close_on, loop, pool))
-
-        shape[f"fastpool[{twin}]"] = runner(pool.connection)
-    try:
-        import psycopg_pool
-
-        app = psycopg_pool.AsyncConnectionPool(dsn, min_size=4, max_size=4, open=False)
-        loop.run_until_complete(app.open(wait=True))
-        closers.insert(0, lambda: loop.run_until_complete(app.close()))
-
-        shape["psycopg_pool async"] = runner(app.connection)
-    except ImportError:
-        skipped.append("psycopg_pool async (not installed)")
-    try:
-        import asyncpg
-        from psycopg.conninfo import conninfo_to_dict
-
-        p = conninfo_to_dict(dsn)
-
-        async def make() -> Any:
-            return await asyncpg.create_pool(
-                host=p.get("host"),
-                port=int(str(p.get("port") or 5432)),
-                user=p.get("user"),
-                database=p.get("dbname"),
-                password=p.get("password"),
-                min_size=4,
-                max_size=4,
-            )
-
-        apool = loop.run_until_complete(make())
-        closers.insert(0, lambda: loop.run_until_complete(apool.close()))
-
-        shape["asyncpg (default reset)"] = runner(apool.acquire)
-    except ImportError:
-        skipped.append("asyncpg (not installed)")
-    except Exception as exc:  # pragma: no cover - e.g. an auth method asyncpg lacks
-        skipped.append(f"asyncpg ({type(exc).__name__})")
-    return shape
+    return {name: runner(impl.cm) for name, impl in impls.items() if impl.cm is not None}
 
 
 def measure(shape: Shape, rounds: int, batch: int, out: TextIO) -> dict[str, float]:
@@ -220,40 +125,8 @@ def report(title: str, medians: dict[str, float], out: TextIO) -> None:
 
 def _select1_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str]) -> Shape:
     """``SELECT 1`` per borrow, autocommit everywhere (one round trip), beside a dedicated connection."""
-    import psycopg
-
-    shape: Shape = {}
-    ded = psycopg.connect(dsn, autocommit=True)
-    closers.append(ded.close)
-
-    def dedicated(n: int) -> None:
-        for _ in range(n):
-            ded.execute("SELECT 1")
-
-    shape["dedicated connection"] = dedicated
-    for twin in _twins():
-        p = _with_twin(twin, lambda: Pool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}))
-        closers.append(p.close)
-        shape[f"fastpool[{twin}]"] = _select1_loop(p)
-    try:
-        import psycopg_pool
-
-        pp = psycopg_pool.ConnectionPool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}, open=True)
-        pp.wait()
-        closers.append(pp.close)
-        shape["psycopg_pool"] = _select1_loop(pp)
-    except ImportError:
-        skipped.append("psycopg_pool (not installed)")
-    return shape
-
-
-def _select1_loop(pool: Any) -> Callable[[int], None]:
-    def run(n: int) -> None:
-        for _ in range(n):
-            with pool.connection() as conn:
-                conn.execute("SELECT 1")
-
-    return run
+    impls = _build(partial(sync_pg, dsn=dsn, query="SELECT 1", autocommit=True), SELECT1, closers, skipped)
+    return {name: _loop_of(impl) for name, impl in impls.items()}
 
 
 # -- contended: many workers on 4 connections --------------------------------------------------------
@@ -267,49 +140,6 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 Round = tuple[int, list[int], list[float]]  # total ops, ops per worker, every acquire wait
-
-
-class _HandoffFloor:
-    """The least a FIFO pool can do under a lock: pop/append, or hand over to the oldest waiter."""
-
-    def __init__(self, n: int) -> None:
-        self.idle: deque[object] = deque(object() for _ in range(n))
-        self.waiters: deque[list[Any]] = deque()
-        self.lock = threading.Lock()
-
-    def connection(self) -> _HandoffBorrow:
-        return _HandoffBorrow(self)
-
-
-class _HandoffBorrow:
-    __slots__ = ("conn", "pool")
-
-    def __init__(self, pool: _HandoffFloor) -> None:
-        self.pool = pool
-        self.conn: Any = None
-
-    def __enter__(self) -> Any:
-        p = self.pool
-        with p.lock:
-            if p.idle:
-                self.conn = p.idle.pop()
-                return self.conn
-            w: list[Any] = [threading.Lock(), None]
-            w[0].acquire()
-            p.waiters.append(w)
-        w[0].acquire()
-        self.conn = w[1]
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        p = self.pool
-        with p.lock:
-            if p.waiters:
-                w = p.waiters.popleft()
-                w[1] = self.conn
-                w[0].release()
-            else:
-                p.idle.append(self.conn)
 
 
 def _threads_round(cm: Callable[[], Any], workers: int, seconds: float, query: bool) -> Round:
@@ -411,39 +241,20 @@ def contended(
 
 def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]], skipped: list[str],
                         out: TextIO) -> None:  # fmt: skip
-    from ._pool_async import AsyncPool
-
     rounds, seconds = (1, 0.2) if quick else (3, 1.0)
-    sync_pools: dict[str, Any] = {}
-    for twin in _twins():
-        p = _with_twin(twin, lambda: Pool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}))
-        closers.append(p.close)
-        sync_pools[f"fastpool[{twin}]"] = p
+    names = ["fastpool[c]", "fastpool[python]", "psycopg_pool"]
+    sync_pools = {
+        n: i.pool for n, i in _build(partial(sync_pg, dsn=dsn, autocommit=True), names, closers, []).items()
+    }
     loop = asyncio.new_event_loop()
-    async_pools: dict[str, Any] = {}
-    for twin in _twins():
-        ap = _with_twin(twin, lambda: AsyncPool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}))
-        loop.run_until_complete(ap.open())
-        closers.insert(0, partial(_close_on, loop, ap))
-        async_pools[f"fastpool[{twin}]"] = ap
-    try:
-        import psycopg_pool
-
-        pp = psycopg_pool.ConnectionPool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}, open=True)
-        pp.wait()
-        closers.append(pp.close)
-        sync_pools["psycopg_pool"] = pp
-        app = psycopg_pool.AsyncConnectionPool(
-            dsn, min_size=4, max_size=4, kwargs={"autocommit": True}, open=False
-        )
-        loop.run_until_complete(app.open(wait=True))
-        closers.insert(0, lambda: loop.run_until_complete(app.close()))
-        async_pools["psycopg_pool async"] = app
-    except ImportError:
-        pass
+    anames = ["fastpool[c]", "fastpool[python]", "psycopg_pool async"]
+    async_pools = {
+        n: i.pool
+        for n, i in _build(lambda n: async_pg(n, dsn, loop, autocommit=True), anames, closers, []).items()
+    }
     closers.append(loop.close)
     for query, label in ((False, "no query"), (True, "SELECT 1")):
-        pools = sync_pools if query else {**sync_pools, "floor: FIFO hand-off": _HandoffFloor(4)}
+        pools = sync_pools if query else {**sync_pools, "floor: FIFO hand-off": HandoffFloor()}
         impls = {
             name: partial(lambda s, p, q: _threads_round(p.connection, 16, s, q), p=p, q=query)
             for name, p in pools.items()
@@ -486,11 +297,16 @@ def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
     raw = traced(lambda: [psycopg.connect(dsn) for _ in range(n)], close_all)
 
     def pool_of(twin: str) -> Any:
-        p = _with_twin(twin, lambda: Pool(dsn, min_size=n, max_size=n))
+        saved = _core_select.core
+        _core_select.core = _core_select.load(twin)  # type: ignore[arg-type]
+        try:
+            p = Pool(dsn, min_size=n, max_size=n)
+        finally:
+            _core_select.core = saved
         p.wait()
         return p
 
-    rows = {f"fastpool[{t}]": traced(partial(pool_of, t), lambda p: p.close()) for t in _twins()}
+    rows = {f"fastpool[{t}]": traced(partial(pool_of, t), lambda p: p.close()) for t in twins()}
     try:
         import psycopg_pool
 
@@ -513,11 +329,10 @@ def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
     rounds, batch = (5, 200) if quick else (25, 2000)
     closers: list[Callable[[], Any]] = []
     skipped: list[str] = []
-    twins = _twins()
-    out.write(
-        f"fastpool bench: core twins {', '.join(twins)} (in use by default: {_core_select.IMPLEMENTATION})\n"
-    )
-    if "c" not in twins:
+    twins_here = twins()
+    default = _core_select.IMPLEMENTATION
+    out.write(f"fastpool bench: core twins {', '.join(twins_here)} (in use by default: {default})\n")
+    if "c" not in twins_here:
         out.write("note: the compiled core is not built here; ratios are against the pure twin\n")
     try:
         all_shapes = shapes(dsn, closers, skipped)

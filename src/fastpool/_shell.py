@@ -69,6 +69,7 @@ BACKOFF_INITIAL = 0.01
 BACKOFF_MAX = 1.0
 _names = itertools.count(1)
 _running_loop = asyncio.get_running_loop
+_Future = asyncio.Future
 _TIMEOUT_MAX = TIMEOUT_MAX  # used by the threaded wait
 
 
@@ -539,6 +540,7 @@ class BasePool(Generic[C]):
         assert timeout is not None
         deadline = start + timeout
         core = self._core
+        lock = self._lock  # acquire/release, not `with`: no bound methods made per wait
         e: Any
         while True:
             if self._doomed:
@@ -546,21 +548,50 @@ class BasePool(Generic[C]):
             now = monotonic()
             n = 0
             w = None
-            with self._lock:
+            handle: Any
+            handle = self._runner.new_handle()
+            lock.acquire()
+            try:
                 e = core.acquire(now)
-                if e is None:
-                    if self._closed:
-                        raise self._closed_error()
-                    w = self._waiter_cls(self._runner.new_handle())
+                if e is None and not self._closed:
+                    w = self._waiter_cls(handle)
                     n = core.enqueue(w, now)
-                    if n < 0:
-                        raise TooManyRequests(
-                            f"{self._name}: {core.max_waiting} requests are already waiting (max_waiting)"
-                        )
-            if w is not None:
+            finally:
+                lock.release()
+            if e is None:
+                if w is None:
+                    raise self._closed_error()
+                if n < 0:
+                    raise TooManyRequests(
+                        f"{self._name}: {core.max_waiting} requests are already waiting (max_waiting)"
+                    )
                 if n:
                     self._start_connects(n)
-                e = self._wait(w, now, deadline, timeout)
+                # -- wait (in this coroutine: no frame of its own) for a hand-off, a failure or the deadline
+                try:
+                    remaining = deadline - now
+                    if remaining > 0:
+                        w.handle.acquire(True, min(remaining, _TIMEOUT_MAX))
+                except BaseException:  # cancelled or interrupted while queued
+                    with self._lock:
+                        e = core.cancel_wait(w)
+                    if e is not None:  # served in the same instant: pass it on
+                        self._fast.release(e, monotonic())
+                    raise
+                e = w.entry  # set by the core before it wakes the waiter it serves
+                if e is None:  # not served: withdraw, unless an entry came in the meantime
+                    with lock:
+                        e = core.cancel_wait(w)
+                        if e is None and w.error is None:
+                            self._counters["timeouts"] += 1
+                    if e is None:
+                        if w.error is not None:
+                            raise w.error
+                        raise self._timeout_error(timeout, now)
+                waited = int((monotonic() - now) * 1000)
+                lock.acquire()
+                self._counters["wait_ms"] += waited
+                lock.release()
             if e.fresh or self._fast.ready(e, now) or self._admit(e, now):
                 e.fresh = False
                 return e
@@ -570,30 +601,6 @@ class BasePool(Generic[C]):
                 raise PoolTimeout(
                     f"couldn't get a connection after {timeout:.3g} s: timed out checking connections"
                 ) from self._last_error
-
-    def _wait(self, w: Any, now: float, deadline: float, timeout: float) -> Any:
-        """Wait for a hand-off to the queued waiter ``w``: return its entry, or raise."""
-        try:
-            remaining = deadline - now
-            if remaining > 0:
-                w.handle.acquire(True, min(remaining, _TIMEOUT_MAX))
-        except BaseException:  # cancelled or interrupted while queued
-            with self._lock:
-                e = self._core.cancel_wait(w)
-            if e is not None:  # served in the same instant: pass it on
-                self._fast.release(e, monotonic())
-            raise
-        with self._lock:
-            e = self._core.cancel_wait(w)  # served: its entry; still queued: withdrawn
-            if e is not None:
-                self._counters["wait_ms"] += int((monotonic() - now) * 1000)
-            elif w.error is None:
-                self._counters["timeouts"] += 1
-        if e is not None:
-            return e
-        if w.error is not None:
-            raise w.error
-        raise self._timeout_error(timeout, now)
 
     def _admit(self, e: Any, now: float) -> bool:
         """Run the acquire-time gates on an entry popped from idle; False: it was discarded."""
