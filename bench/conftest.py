@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -36,6 +37,26 @@ def built(make: Any, *args: Any, **kwargs: Any) -> Iterator[Impl]:
         yield impl
     finally:
         impl.close()
+
+
+def in_threads(n: int, ops: int, op_for: Callable[[int], Callable[[], Any]]) -> Callable[[], None]:
+    """One timed call: ``n`` threads start together, thread ``i`` runs ``op_for(i)`` ``ops`` times."""
+
+    def worker(i: int, barrier: threading.Barrier) -> None:
+        op = op_for(i)
+        barrier.wait(timeout=30)
+        for _ in range(ops):
+            op()
+
+    def run() -> None:
+        barrier = threading.Barrier(n)
+        threads = [threading.Thread(target=worker, args=(i, barrier)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    return run
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ The implementations are the shapes of ``fastpool._bench_shapes``, as in
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from fastpool._bench_shapes import PLAIN, SYNC, Impl, plain, sync_pg
 
-from .conftest import built
+from .conftest import built, in_threads
 
 GROUP_PG = "borrow+return, no query, 1 thread (psycopg, 4 connections)"
 GROUP_RES = "borrow+return, 1 thread (plain resource, no database)"
@@ -62,20 +61,5 @@ def test_resource_borrow_return(benchmark: Any, res_impl: Impl) -> None:
 @pytest.mark.benchmark(group=GROUP_16)
 def test_pg_borrow_return_16_threads(benchmark: Any, pg_impl: Impl) -> None:
     """16 threads share 4 connections; each timed call runs OPS borrows in every thread."""
-    op = pg_impl.op
-
-    def worker(barrier: threading.Barrier) -> None:
-        barrier.wait(timeout=30)
-        for _ in range(OPS):
-            op()
-
-    def run() -> None:
-        barrier = threading.Barrier(THREADS)
-        threads = [threading.Thread(target=worker, args=(barrier,)) for _ in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
     benchmark.extra_info["ops"] = THREADS * OPS
-    benchmark.pedantic(run, rounds=10, warmup_rounds=1)
+    benchmark.pedantic(in_threads(THREADS, OPS, lambda i: pg_impl.op), rounds=10, warmup_rounds=1)

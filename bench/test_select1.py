@@ -10,13 +10,14 @@ per query.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from fastpool._bench_shapes import SELECT1, Impl, Unavailable, sync_pg
+
+from .conftest import in_threads
 
 GROUP_1 = "SELECT 1 end to end, 1 thread"
 GROUP_16 = "SELECT 1 end to end, 16 threads on 4 connections"
@@ -57,19 +58,5 @@ def test_select1_one_thread(benchmark: Any, query: Any) -> None:
 
 @pytest.mark.benchmark(group=GROUP_16)
 def test_select1_sixteen_threads(benchmark: Any, query: Any) -> None:
-    def worker(i: int, barrier: threading.Barrier) -> None:
-        one = query(i)
-        barrier.wait(timeout=30)
-        for _ in range(OPS_PER_THREAD):
-            one()
-
-    def run() -> None:
-        barrier = threading.Barrier(THREADS)
-        threads = [threading.Thread(target=worker, args=(i, barrier)) for i in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
     benchmark.extra_info["ops"] = THREADS * OPS_PER_THREAD
-    benchmark.pedantic(run, rounds=10, warmup_rounds=1)
+    benchmark.pedantic(in_threads(THREADS, OPS_PER_THREAD, query), rounds=10, warmup_rounds=1)

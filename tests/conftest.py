@@ -25,6 +25,7 @@ import pytest_asyncio
 
 import fastpool
 from fastpool import _core_select
+from fastpool._bench_shapes import LOCAL_DSN
 
 from .acompat import run_all as run_threads
 from .acompat import wait_until
@@ -33,7 +34,6 @@ from .resources_async import ctx, make_async
 
 __all__ = ["ctx", "make", "make_async", "run_threads", "wait_until"]
 
-LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
 TWINS = ("c", "python")
 
 
@@ -197,6 +197,20 @@ def admin(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 def app_name() -> str:
     """A unique application_name, to find a pool's backends in pg_stat_activity."""
     return f"fastpool-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def table(admin: psycopg.Connection[Any]) -> Iterator[str]:
+    """A new table ``(id serial PRIMARY KEY, v text)``, dropped at the end."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE TABLE {name} (id serial PRIMARY KEY, v text)")
+    yield name
+    admin.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def count_rows(admin: psycopg.Connection[Any], table: str) -> int:
+    """The number of rows in ``table``."""
+    return int(admin.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
 
 
 def backends(admin: psycopg.Connection[Any], app: str) -> set[int]:

@@ -10,8 +10,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -44,14 +42,6 @@ def terminate(admin: psycopg.Connection[Any], pid: int) -> None:
     while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
         assert time.monotonic() < deadline, "the backend did not end"
         time.sleep(0.01)
-
-
-@pytest.fixture
-def table(admin: psycopg.Connection[Any]) -> Iterator[str]:
-    name = f"fastpool_t_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE TABLE {name} (id int)")
-    yield name
-    admin.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def test_plain_borrow_and_stats(make_pool: Any, admin: Any, app_name: str) -> None:

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -14,21 +12,9 @@ import pytest
 from fastpool import Sandbox, SandboxError, Status
 from fastpool._sandbox_base import begin_check
 
-from .conftest import check_invariants
+from .conftest import check_invariants, count_rows
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def table(admin: Any) -> Iterator[str]:
-    name = f"sb_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE TABLE {name} (id serial PRIMARY KEY, v text)")
-    yield name
-    admin.execute(f"DROP TABLE {name}")
-
-
-def count(admin: Any, table: str) -> int:
-    return int(admin.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 def one(conn: Any, sql: str) -> Any:
@@ -46,10 +32,10 @@ def test_sandbox_isolation_and_rollback(make_pool: Any, admin: Any, table: str) 
         assert one(conn, f"SELECT count(*) FROM {table}") == (1,)
     with b.connection() as conn:
         assert one(conn, f"SELECT count(*) FROM {table}") == (0,)
-    assert count(admin, table) == 0
+    assert count_rows(admin, table) == 0
     a.stop()
     b.stop()
-    assert count(admin, table) == 0
+    assert count_rows(admin, table) == 0
     assert check_invariants(pool)["in_use"] == 0
 
 
@@ -90,7 +76,7 @@ def test_raw_commit_is_reported_and_discarded(make_pool: Any, admin: Any, table:
             conn.execute("COMMIT")
     with pytest.raises(SandboxError, match="already committed"):
         owner.stop()
-    assert count(admin, table) == 1  # it escaped: that is what the error says
+    assert count_rows(admin, table) == 1  # it escaped: that is what the error says
     with pool.connection() as conn:
         assert conn.info.backend_pid != pid  # the connection was discarded
     assert check_invariants(pool)["in_use"] == 0

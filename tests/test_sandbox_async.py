@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -12,21 +10,9 @@ import pytest
 from fastpool import AsyncSandbox, SandboxError, Status
 from fastpool._sandbox_base import begin_check
 
-from .conftest import check_invariants
+from .conftest import check_invariants, count_rows
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def table(admin: Any) -> Iterator[str]:
-    name = f"sb_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE TABLE {name} (id serial PRIMARY KEY, v text)")
-    yield name
-    admin.execute(f"DROP TABLE {name}")
-
-
-def count(admin: Any, table: str) -> int:
-    return int(admin.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 async def one_async(conn: Any, sql: str) -> Any:
@@ -44,10 +30,10 @@ async def test_sandbox_isolation_and_rollback(make_pool_async: Any, admin: Any, 
         assert await one_async(conn, f"SELECT count(*) FROM {table}") == (1,)
     async with b.connection() as conn:
         assert await one_async(conn, f"SELECT count(*) FROM {table}") == (0,)
-    assert count(admin, table) == 0
+    assert count_rows(admin, table) == 0
     await a.stop()
     await b.stop()
-    assert count(admin, table) == 0
+    assert count_rows(admin, table) == 0
     assert check_invariants(pool)["in_use"] == 0
 
 
@@ -88,7 +74,7 @@ async def test_raw_commit_is_reported_and_discarded(make_pool_async: Any, admin:
             await conn.execute("COMMIT")
     with pytest.raises(SandboxError, match="already committed"):
         await owner.stop()
-    assert count(admin, table) == 1  # it escaped: that is what the error says
+    assert count_rows(admin, table) == 1  # it escaped: that is what the error says
     async with pool.connection() as conn:
         assert conn.info.backend_pid != pid  # the connection was discarded
     assert check_invariants(pool)["in_use"] == 0

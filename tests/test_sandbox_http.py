@@ -8,7 +8,6 @@ import json
 import threading
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -19,19 +18,9 @@ import pytest
 from fastpool import AsyncPool, AsyncSandbox, OwnershipError, Sandbox
 from fastpool.sandbox import asgi_middleware, wsgi_middleware
 
+from .conftest import count_rows
+
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def table(admin: Any) -> Iterator[str]:
-    name = f"sb_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE TABLE {name} (id serial PRIMARY KEY, v text)")
-    yield name
-    admin.execute(f"DROP TABLE {name}")
-
-
-def count(admin: Any, table: str) -> int:
-    return int(admin.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 # -- HTTP: a real WSGI server in a thread, the test's token in a header ------------------------
@@ -112,7 +101,7 @@ def test_two_concurrent_tests_through_a_real_web_app(server: Any, admin: Any, ta
     for tag in ("left", "right"):
         expected = [f"{tag}-{i}" for i in range(3)]
         assert results[tag] == (expected, expected)
-    assert count(admin, table) == 0  # nothing left behind
+    assert count_rows(admin, table) == 0  # nothing left behind
 
 
 def test_middleware_token_and_forgery(server: Any, admin: Any, table: str) -> None:
@@ -128,7 +117,7 @@ def test_middleware_token_and_forgery(server: Any, admin: Any, table: str) -> No
         assert owner.token() == owner.token()  # one token per owner
     status, _ = _call(url, owner.token())  # the owner is gone: its token opens nothing
     assert status == 403
-    assert count(admin, table) == 0
+    assert count_rows(admin, table) == 0
 
 
 def test_asgi_middleware_with_an_async_sandbox(twin: str, dsn: str, admin: Any, table: str) -> None:
@@ -171,7 +160,7 @@ def test_asgi_middleware_with_an_async_sandbox(twin: str, dsn: str, admin: Any, 
                 assert await request(mw, tok) == (200, b"2")
                 assert await request(mw, "x" * 43) == (403, b"no")
                 assert await request(mw, None) == (403, b"no")
-            assert count(admin, table) == 0
+            assert count_rows(admin, table) == 0
 
     sb: Any = None
     asyncio.run(main())

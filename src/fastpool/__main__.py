@@ -2,15 +2,14 @@
 
 Concurrent worker threads borrow connections from one ``fastpool.Pool`` and
 run a query each time; progress is shown while they run, then the pool's
-stats.  The database is ``--dsn``, else ``$FASTPOOL_DSN``, else libpq's own
-environment (``PGHOST``...) when set, else ``host=127.0.0.1 dbname=test
-user=postgres``.
+stats.  The database is ``--dsn``, else ``$FASTPOOL_DSN``, else
+``$FASTPOOL_TEST_DSN``, else libpq's own environment (``PGHOST``...) when set,
+else ``host=127.0.0.1 dbname=test user=postgres``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
@@ -19,18 +18,8 @@ from typing import Any
 import psycopg
 
 from . import IMPLEMENTATION, Pool, __version__
+from ._bench_shapes import resolve_dsn
 from .errors import PoolTimeout
-
-LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
-
-
-def default_dsn() -> str:
-    """The DSN used when none is given (see the module docstring)."""
-    if os.environ.get("FASTPOOL_DSN"):
-        return os.environ["FASTPOOL_DSN"]
-    if any(k in os.environ for k in ("PGHOST", "PGDATABASE", "PGSERVICE", "PGPORT", "PGUSER")):
-        return ""
-    return LOCAL_DSN
 
 
 def _where(dsn: str) -> str:
@@ -114,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--max-size", type=int, default=4, help="pool max_size (default 4)")
         parser.add_argument("--seconds", type=float, default=2.0, help="how long to run (default 2)")
     args = p.parse_args(argv)
-    dsn = args.dsn if args.dsn is not None else default_dsn()
+    dsn = resolve_dsn(args.dsn)
     if args.command == "bench":
         from ._bench import run_bench
 
