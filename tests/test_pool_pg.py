@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 import fastpool
-from fastpool import ConnectionMetadata, PoolClosed, PoolTimeout
+from fastpool import ConnectionMetadata, PoolClosed, PoolTimeout, Recycle
 
 from .acompat import gather, run_all, sleep, spawn, wait_until
 from .conftest import backends, check_invariants
@@ -127,6 +127,38 @@ def test_terminated_idle_backend_is_never_handed_out(make_pool: Any, admin: Any)
             new = pid_of(conn)  # no error reaches the user
         assert new != pid
         check_invariants(pool)
+
+
+@pytest.mark.parametrize("method", [Recycle.FAST, Recycle.VERIFIED, Recycle.CLEAN], ids=repr)
+def test_backend_killed_while_borrowed_is_never_handed_out(
+    make_pool: Any, admin: Any, method: Recycle
+) -> None:
+    # killed while checked out, returned IDLE: neither the next borrower nor a queued waiter gets it
+    pool = make_pool(max_size=1, recycle=method)
+    dead_hand_outs = 0
+
+    def borrow_and_query() -> None:
+        nonlocal dead_hand_outs
+        with pool.connection(timeout=5) as conn:
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.OperationalError:
+                dead_hand_outs += 1
+
+    for i in range(34):  # about 100 over the three methods
+        pc = pool.acquire()
+        waiter = None
+        if i % 2:  # a queued waiter: the connection would be handed straight to it
+            waiter = spawn(borrow_and_query)
+            assert wait_until(lambda: pool.stats()["waiting"] == 1)
+        terminate(admin, pc.connection.info.backend_pid)  # no query: the connection stays IDLE
+        pc.release()
+        if waiter is not None:
+            gather(waiter)
+        borrow_and_query()
+    assert dead_hand_outs == 0
+    s = check_invariants(pool)
+    assert s["in_use"] == 0 and s["size"] <= 1
 
 
 def test_terminated_backend_and_client_settings_restored(make_pool: Any, admin: Any) -> None:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 import fastpool
-from fastpool import ConnectionMetadata, PoolClosed, PoolTimeout
+from fastpool import ConnectionMetadata, PoolClosed, PoolTimeout, Recycle
 
 from .acompat import gather_async, run_all_async, skip_sync, sleep_async, spawn_async, wait_until_async
 from .conftest import backends, check_invariants
@@ -128,6 +128,38 @@ async def test_terminated_idle_backend_is_never_handed_out(make_pool_async: Any,
             new = await pid_of_async(conn)  # no error reaches the user
         assert new != pid
         check_invariants(pool)
+
+
+@pytest.mark.parametrize("method", [Recycle.FAST, Recycle.VERIFIED, Recycle.CLEAN], ids=repr)
+async def test_backend_killed_while_borrowed_is_never_handed_out(
+    make_pool_async: Any, admin: Any, method: Recycle
+) -> None:
+    # killed while checked out, returned IDLE: neither the next borrower nor a queued waiter gets it
+    pool = await make_pool_async(max_size=1, recycle=method)
+    dead_hand_outs = 0
+
+    async def borrow_and_query() -> None:
+        nonlocal dead_hand_outs
+        async with pool.connection(timeout=5) as conn:
+            try:
+                await conn.execute("SELECT 1")
+            except psycopg.OperationalError:
+                dead_hand_outs += 1
+
+    for i in range(34):  # about 100 over the three methods
+        pc = await pool.acquire()
+        waiter = None
+        if i % 2:  # a queued waiter: the connection would be handed straight to it
+            waiter = spawn_async(borrow_and_query)
+            assert await wait_until_async(lambda: pool.stats()["waiting"] == 1)
+        terminate(admin, pc.connection.info.backend_pid)  # no query: the connection stays IDLE
+        await pc.release()
+        if waiter is not None:
+            await gather_async(waiter)
+        await borrow_and_query()
+    assert dead_hand_outs == 0
+    s = check_invariants(pool)
+    assert s["in_use"] == 0 and s["size"] <= 1
 
 
 async def test_terminated_backend_and_client_settings_restored(make_pool_async: Any, admin: Any) -> None:

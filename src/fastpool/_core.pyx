@@ -46,7 +46,6 @@ __all__ = [
     "PUT_PLAIN",
     "PUT_PSYCOPG",
     "PUT_SLOW",
-    "PROBE_AFTER",
     "AsyncBorrow",
     "AsyncFastPath",
     "Borrow",
@@ -666,9 +665,6 @@ GET_PROBE = 2
 PUT_SLOW = 0
 PUT_PLAIN = 1
 PUT_PSYCOPG = 2
-#: A connection back less than this long ago (seconds) is not probed: the probe could only
-#: catch a death in that instant, which is the same race as one just after a probe.
-PROBE_AFTER = 0.001
 
 
 cdef inline double _now() except? -1.0:

@@ -100,8 +100,8 @@ cdef inline bint _psycopg_ready(Entry e, double now) except -1:
     cdef ClientState st
     if type(e.data) is not ClientState:
         return False
-    if now - e.last_used < PROBE_AFTER:
-        return True  # checked OK and IDLE at its return an instant ago, untouched since
+    # every hand-out probes, however recently the connection came back: a backend terminated
+    # while the connection was borrowed has left its FATAL message (or EOF) on the socket
     st = <ClientState>e.data
     return st.pgconn.status == 0 and fastpool_readable(st.fd) == 0
 

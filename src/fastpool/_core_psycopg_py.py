@@ -64,13 +64,16 @@ class ClientState:
         )
 
 
-def psycopg_ready(e: Any, now: float, probe_after: float, readable: Any) -> bool:
-    """A psycopg connection may be handed out: OK status, nothing to read on its socket."""
+def psycopg_ready(e: Any, readable: Any) -> bool:
+    """A psycopg connection may be handed out: OK status, nothing to read on its socket.
+
+    Every hand-out probes, however recently the connection came back: a backend
+    terminated while the connection was borrowed has left its FATAL message (or EOF)
+    on the socket.
+    """
     st = e.data
     if type(st) is not ClientState:
         return False
-    if now - e.last_used < probe_after:
-        return True  # checked OK and IDLE at its return an instant ago, untouched since
     return bool(st.pgconn.status == 0 and not readable(st.fd))
 
 

@@ -38,7 +38,6 @@ __all__ = [
     "GET_ADMIT",
     "GET_PLAIN",
     "GET_PROBE",
-    "PROBE_AFTER",
     "PUT_PLAIN",
     "PUT_PSYCOPG",
     "PUT_SLOW",
@@ -618,9 +617,6 @@ GET_PROBE = 2  # psycopg: the socket probe inline, _admit only when it finds som
 PUT_SLOW = 0  # the pool's _release_block (commit/rollback, reset, hooks)
 PUT_PLAIN = 1  # nothing to reset: straight back to the core unless expired
 PUT_PSYCOPG = 2  # psycopg FAST: straight back when IDLE and the client settings are unchanged
-#: A connection back less than this long ago (seconds) is not probed: the probe could only
-#: catch a death in that instant, which is the same race as one just after a probe.
-PROBE_AFTER = 0.001
 
 
 def _ready(e: Entry, now: float, mode: int, tba: bool) -> bool:
@@ -629,7 +625,7 @@ def _ready(e: Entry, now: float, mode: int, tba: bool) -> bool:
         return False
     if mode == GET_PLAIN:
         return True
-    return psycopg_ready(e, now, PROBE_AFTER, readable)
+    return psycopg_ready(e, readable)
 
 
 def _returnable(e: Entry, now: float, mode: int, epoch: int) -> bool:

@@ -132,7 +132,6 @@ class PsycopgDriverBase(Driver):
         self.conninfo = conninfo
         self.kwargs = kwargs
         self.connection_class = connection_class
-        self._probe_after = _core_select.core.PROBE_AFTER
         host = str(params.get("host") or params.get("hostaddr") or "")
         port = str(params.get("port") or "5432")
         self._target = f"{host or 'local socket'}:{port}" if host else f"local socket (port {port})"
@@ -155,8 +154,6 @@ class PsycopgDriverBase(Driver):
         return _core_select.core.ClientState(conn, self.epoch)
 
     def needs_check(self, entry: Any, now: float) -> bool:
-        if now - entry.last_used < self._probe_after:  # just back (or handed over): only the status
-            return bool(entry.conn.pgconn.status != _OK)
         return self._probe(entry)
 
     def _probe(self, entry: Any) -> bool:

@@ -427,13 +427,17 @@ class AsyncBasePool(Generic[C]):
     def try_acquire(self) -> AsyncPooledConnection[C] | None:
         """Return an idle connection at once, or None; never waits nor connects.
 
-        The expiry gate applies; no health-check round trip is made.
+        The expiry gate and the socket probe apply; no health-check round trip is made.
         """
         if self._closed:
             raise self._closed_error()
         now = monotonic()
-        with self._lock:
-            e = self._core.acquire(now)
+        while True:
+            with self._lock:
+                e = self._core.acquire(now)
+            if e is None or not self._driver.idle_dead(e):
+                break
+            self._discard(e)  # found dead by the probe (no I/O): closed; the next idle one is tried
         if self._doomed:
             self._close_doomed()
         return None if e is None else AsyncPooledConnection(self, e)
