@@ -321,6 +321,16 @@ class AsyncRunner:
         handle = loop.call_later(delay, fire)
         timers.add(handle)
 
+    def alarm(self, delay: float, fn: Job, *args: Any) -> Any:
+        """Call ``fn(*args)`` after ``delay`` seconds unless the returned handle is cancelled first.
+
+        ``fn`` must be quick and never wait: it runs as a loop callback.
+        """
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return _NO_ALARM
+        return loop.call_later(delay, fn, *args)
+
     def soon(self, fn: Job, *args: Any) -> None:
         """Run ``fn(*args)`` on the loop as soon as possible; callable from any thread or finalizer."""
         loop = self.loop
@@ -364,7 +374,8 @@ class Runner:
         self._num_workers = num_workers
         self._jobs: SimpleQueue[Callable[[], Any] | None] = SimpleQueue()
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, partial[Any]]] = []
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._cancelled = 0  # cancelled timers still in the heap (dropped in bulk)
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._stopped = False
@@ -404,10 +415,23 @@ class Runner:
 
     def later(self, delay: float, fn: Job, *args: Any) -> None:
         """Run ``fn(*args)`` on a worker after ``delay`` seconds (dropped once stopped)."""
+        self._push(delay, _Timer(self, fn, args, False))
+
+    def alarm(self, delay: float, fn: Job, *args: Any) -> _Timer:
+        """Call ``fn(*args)`` after ``delay`` seconds unless the returned handle is cancelled first.
+
+        ``fn`` runs on the timer thread itself (never delayed by busy workers), so it must be
+        quick and never wait.
+        """
+        timer = _Timer(self, fn, args, True)
+        self._push(delay, timer)
+        return timer
+
+    def _push(self, delay: float, timer: _Timer) -> None:
         with self._cond:
             if self._stopped:
                 return
-            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), partial(fn, *args)))
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), timer))
             self._cond.notify()
 
     def stop(self, timeout: float) -> None:
@@ -431,6 +455,10 @@ class Runner:
         heap = self._heap
         with cond:
             while not self._stopped:
+                if self._cancelled > 64 and self._cancelled * 2 > len(heap):
+                    heap[:] = [t for t in heap if not t[2].cancelled]
+                    heapq.heapify(heap)
+                    self._cancelled = 0
                 if not heap:
                     cond.wait()
                     continue
@@ -438,8 +466,49 @@ class Runner:
                 if delay > 0:
                     cond.wait(delay)
                     continue
-                _, _, job = heapq.heappop(heap)
-                self._jobs.put(job)
+                timer = heapq.heappop(heap)[2]
+                if timer.cancelled:
+                    self._cancelled -= 1
+                    continue
+                timer.cancelled = True  # ran: a late cancel() is a no-op
+                if timer.direct:
+                    try:
+                        timer.fn(*timer.args)
+                    except Exception:  # pragma: no cover - alarms are simple callbacks
+                        logger.exception("fastpool: error in a timer callback")
+                else:
+                    self._jobs.put(partial(timer.fn, *timer.args))
+
+
+class _Timer:
+    """A pending call of :class:`Runner`'s timer thread; ``cancel()`` drops it."""
+
+    __slots__ = ("args", "cancelled", "direct", "fn", "runner")
+
+    def __init__(self, runner: Runner, fn: Job, args: tuple[Any, ...], direct: bool) -> None:
+        self.runner = runner
+        self.fn = fn
+        self.args = args
+        self.direct = direct
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Drop the call if it has not run yet."""
+        if not self.cancelled:
+            self.cancelled = True
+            self.runner._cancelled += 1
+
+
+class _NoAlarm:
+    """The handle of an alarm that was never set (no loop)."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        """Nothing to cancel."""
+
+
+_NO_ALARM = _NoAlarm()
 
 
 def _work(jobs: SimpleQueue[Callable[[], Any] | None]) -> None:

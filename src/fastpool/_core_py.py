@@ -700,7 +700,7 @@ class FastPath:
         if e is not None:
             if self._core.doomed:
                 self._pool()._close_doomed()
-            if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now):
+            if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now, timeout):
                 return e
         return self._pool()._get_slow(now, timeout)  # type: ignore[no-any-return]
 

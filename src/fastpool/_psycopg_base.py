@@ -22,6 +22,7 @@ terminated while idle); ``check`` is an empty query in autocommit.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import psycopg
@@ -164,6 +165,25 @@ class PsycopgDriverBase(Driver):
             return bool(_core_select.core.readable(pgconn.socket))
         except (OSError, ValueError, psycopg.OperationalError):
             return True
+
+    def interrupt(self, conn: Any) -> bool:
+        """Shut the connection's socket down: blocked I/O on it fails at once, and nothing
+        (no cancel request, no Terminate message) is sent on a path that is known to be stuck."""
+        try:
+            fd = conn.pgconn.socket
+        except Exception:  # closed already: nothing is in progress
+            return True
+        try:
+            s = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)  # a duplicate descriptor
+        except OSError:
+            return True
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            s.close()
+        return True
 
     def idle_dead(self, entry: Any) -> bool:
         # An idle connection has nothing to read unless the server spoke first:

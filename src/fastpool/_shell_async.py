@@ -54,7 +54,7 @@ from ._acompat import TIMEOUT_MAX, AsyncRunner, maybe_await, sleep_async, wake_a
 from ._aio import AwaitableContext
 from ._meta import META_NEW, ConnectionMetadata
 from ._types import C, Hook, PoolSettings
-from ._validate import check_count, check_duration, check_options, check_sizes
+from ._validate import check_count, check_duration, check_options, check_seconds, check_sizes
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
 from .resource import AsyncResourceDriver, Driver
 
@@ -100,6 +100,7 @@ class AsyncBasePool(Generic[C]):
         queue_mode: Literal["lifo", "fifo"] = "lifo",
         max_waiting: int = 0,
         num_workers: int = 3,
+        release_timeout: float = 5.0,
         name: str | None = None,
         reconnect_timeout: float | None = None,
         reconnect_failed: Callable[[Any], Any] | None = None,
@@ -120,6 +121,7 @@ class AsyncBasePool(Generic[C]):
             max_waiting=max_waiting,
         )
         check_count("num_workers", num_workers, 1)
+        self._release_timeout = check_seconds("release_timeout", release_timeout)
         self._name = str(name) if name is not None else f"pool-{next(_names)}"
         self._driver = driver = make_driver(self._acquire_timeout)
         driver.pool = weakref.ref(self)
@@ -529,6 +531,35 @@ class AsyncBasePool(Generic[C]):
         """Run ``fn(*args)`` in the background soon; safe from any thread and from finalizers."""
         self._runner.soon(fn, *args)
 
+    async def _phase(self, conn: Any, deadline: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)``, which does I/O on ``conn``, and return its result, by ``deadline``.
+
+        Past the deadline the connection's socket is shut down (``driver.interrupt``): the
+        I/O fails at once, nothing more is sent on a path that may be dead, and the caller
+        closes the connection.  On asyncio ``fn`` runs in a task of its own, so that
+        cancelling the caller does not make psycopg send a cancel request and wait for its
+        answer: the socket is shut instead and the cancellation completes at once.
+        ``fn`` may be a plain or a coroutine function.
+        """
+        alarm = self._runner.alarm(deadline - monotonic(), self._driver.interrupt, conn)
+        try:
+            if True:  # ASYNC
+                loop = self._runner.loop
+                assert loop is not None
+                task = loop.create_task(maybe_await(fn(*args)))
+                try:
+                    return await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    if not task.done():
+                        if not self._driver.interrupt(conn):  # the phase ends at once ...
+                            task.cancel()  # (a resource that cannot be interrupted: cancel it)
+                        await asyncio.wait([task])  # ... and lets go of the connection
+                    raise
+            else:
+                return fn(*args)
+        finally:
+            alarm.cancel()
+
     async def _open_dedicated(self) -> Any:
         """Open a connection outside ``max_size`` (``after_connect`` runs on it)."""
         if True:  # ASYNC
@@ -566,7 +597,7 @@ class AsyncBasePool(Generic[C]):
 
     async def _admit_or_slow(self, e: Any, now: float, timeout: float | None) -> Any:
         """The fast path popped ``e`` but a gate must run: admit it, or take the slow path."""
-        if await self._admit(e, now):
+        if await self._admit(e, now, timeout):
             return e
         return await self._get_slow(now, timeout)
 
@@ -659,7 +690,8 @@ class AsyncBasePool(Generic[C]):
                 lock.acquire()
                 self._counters["wait_ms"] += waited
                 lock.release()
-            if e.fresh or self._fast.ready(e, now) or await self._admit(e, now):
+            now = monotonic()
+            if e.fresh or self._fast.ready(e, now) or await self._admit(e, now, deadline - now):
                 e.fresh = False
                 return e
             if monotonic() >= deadline:
@@ -691,9 +723,16 @@ class AsyncBasePool(Generic[C]):
                 self._deadline_at = dq[0][0]
                 self._deadline_timer = loop.call_later(max(0.0, dq[0][0] - now), self._expire_waiters)
 
-    async def _admit(self, e: Any, now: float) -> bool:
-        """Run the acquire-time gates on an entry popped from idle; False: it was discarded."""
+    async def _admit(self, e: Any, now: float, timeout: float | None) -> bool:
+        """Run the acquire-time gates on an entry popped from idle, within ``timeout`` (from ``now``).
+
+        False: the entry was discarded (or, with no time left, put back untouched).
+        """
         conn = e.conn
+        deadline = now + (self._acquire_timeout if timeout is None else timeout)
+        if monotonic() >= deadline:  # no time left for any check: put it back as it was
+            self._fast.release(e, monotonic())
+            return False
         need = self._check_always or (self._test_before_acquire and e.check_due)
         if not need and self._has_needs_check:
             try:
@@ -704,7 +743,7 @@ class AsyncBasePool(Generic[C]):
         try:
             if need:
                 try:
-                    await self._driver.check(conn)
+                    await self._phase(conn, deadline, self._driver.check, conn)
                 except Exception as exc:
                     with self._lock:
                         self._counters["health_checks"] += 1
@@ -718,9 +757,8 @@ class AsyncBasePool(Generic[C]):
             hook = self._before_acquire
             if hook is not None:
                 try:
-                    ok = await maybe_await(
-                        hook(conn, ConnectionMetadata(now - e.created_at, now - e.last_used))
-                    )
+                    meta = ConnectionMetadata(now - e.created_at, now - e.last_used)
+                    ok = await self._phase(conn, deadline, hook, conn, meta)
                 except Exception as exc:
                     self._reject(e, "before_acquire raised", exc)
                     return False
@@ -750,10 +788,14 @@ class AsyncBasePool(Generic[C]):
     # -- release -----------------------------------------------------------------------------
 
     async def _release_block(self, e: Any, ok: bool) -> None:
-        """The end of a ``connection()`` block off the fast path: commit or roll back, then release."""
+        """The end of a ``connection()`` block off the fast path: commit or roll back, then release.
+
+        The commit or rollback is bounded by ``release_timeout``.
+        """
         if self._has_finish and self._driver.finish_action(e.conn, ok):
             try:
-                await self._driver.finish(e.conn, ok)
+                deadline = monotonic() + self._release_timeout
+                await self._phase(e.conn, deadline, self._driver.finish, e.conn, ok)
             except Exception as fexc:
                 await self._release(e)
                 if ok:
@@ -766,17 +808,23 @@ class AsyncBasePool(Generic[C]):
         await self._release(e)
 
     async def _release(self, e: Any) -> None:
-        """Give back a borrowed entry: reset, ``after_release``, then hand-off or idle."""
+        """Give back a borrowed entry: reset, ``after_release``, then hand-off or idle.
+
+        The reset and the hook are bounded by ``release_timeout``: past it the connection
+        is closed.
+        """
         conn = e.conn
         now = monotonic()
+        deadline = now + self._release_timeout
         keep = now < e.expires_at  # past max_lifetime: closed without after_release
         try:
             if keep and self._has_reset:
                 fast = self._driver.reset_now(e)  # no round trip at all when nothing is to be done
-                keep = fast == 1 or (fast == 2 and await self._driver.reset(e))
+                keep = fast == 1 or (fast == 2 and await self._phase(conn, deadline, self._driver.reset, e))
             hook = self._after_release
             if keep and hook is not None:
-                keep = bool(await maybe_await(hook(conn, ConnectionMetadata(now - e.created_at, 0.0))))
+                meta = ConnectionMetadata(now - e.created_at, 0.0)
+                keep = bool(await self._phase(conn, deadline, hook, conn, meta))
                 if not keep:
                     with self._lock:
                         self._counters["after_release_rejections"] += 1
@@ -873,7 +921,7 @@ class AsyncBasePool(Generic[C]):
                 try:
                     hook = self._after_connect
                     if hook is not None:
-                        await maybe_await(hook(conn, META_NEW))
+                        await self._phase(conn, started + self._acquire_timeout, hook, conn, META_NEW)
                     data = driver.snapshot(conn)
                 except Exception as exc:
                     settled = True

@@ -29,5 +29,6 @@ class PoolSettings(TypedDict, total=False):
     queue_mode: Literal["lifo", "fifo"]
     max_waiting: int
     num_workers: int
+    release_timeout: float
     open: bool
     name: str | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_callable", "check_count", "check_duration", "check_options", "check_sizes"]
+__all__ = ["check_callable", "check_count", "check_duration", "check_options", "check_seconds", "check_sizes"]
 
 
 def check_count(name: str, value: Any, minimum: int) -> int:
@@ -38,6 +38,13 @@ def check_duration(name: str, value: Any, *, allow_none: bool, allow_zero: bool 
         raise ValueError(f"{name} must be finite, got {value}")
     if v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return v
+
+
+def check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as float seconds (> 0, or >= 0 with ``allow_zero``), finite; never None."""
+    v = check_duration(name, value, allow_none=False, allow_zero=allow_zero)
+    assert v is not None
     return v
 
 

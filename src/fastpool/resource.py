@@ -126,6 +126,15 @@ class Driver:
         """Cheap, I/O-free, run by the reaper on idle connections: is ``entry.conn`` unusable?"""
         return False
 
+    def interrupt(self, conn: Any) -> bool:
+        """Make I/O in progress on ``conn`` fail at once (its deadline passed); never blocks.
+
+        Called from a timer thread or loop callback while another thread or task may be
+        using ``conn``; the connection is closed afterwards, never reused.  Returns False
+        when this kind of connection cannot be interrupted.
+        """
+        return False
+
     always_check: bool = False  # check() at every hand-out from idle (VERIFIED)
     pool: Any = None  # a weak reference to the pool using this driver, set by the pool
 
@@ -190,6 +199,13 @@ class ResourceDriver(Driver):
 
     def check(self, conn: Any) -> Any:
         conn.health_check(self.ctx)
+
+    def interrupt(self, conn: Any) -> bool:
+        fn = getattr(conn, "interrupt", None)
+        if fn is None:
+            return False
+        fn()
+        return True
 
     def describe(self) -> str:
         return getattr(self.resource_cls, "__qualname__", "resource")
