@@ -115,6 +115,9 @@ class _Throwaway:
         data = os.path.join(self.dir, "data")
         self._run([f"{self.bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        with open(os.path.join(data, "postgresql.auto.conf"), "a") as f:  # kept across restarts
+            f.write(f"port = {self.port}\nunix_socket_directories = '{self.dir}'\n")
+            f.write("listen_addresses = '127.0.0.1'\nfsync = off\n")
         self._run([f"{self.bindir}/pg_ctl", "-D", data, "-o", opts, "-l", f"{self.dir}/log", "-w", "start"])
         self.data = data
         with psycopg.connect(
@@ -128,6 +131,23 @@ class _Throwaway:
         self._run(
             [f"{self.bindir}/pg_ctl", "-D", self.data, "-l", f"{self.dir}/log", "-m", "fast", "-w", "restart"]
         )
+
+    def down(self) -> None:
+        """Stop the server at once (immediate shutdown), keeping its data for ``up``."""
+        self._run([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"])
+
+    def up(self) -> None:
+        """Start the server again after ``down``; return when it accepts connections."""
+        self._run([f"{self.bindir}/pg_ctl", "-D", self.data, "-l", f"{self.dir}/log", "-w", "start"])
+
+    def is_down(self) -> bool:
+        """True when the server is not running."""
+        res = subprocess.run(
+            [*self.prefix, f"{self.bindir}/pg_ctl", "-D", self.data, "status"],
+            capture_output=True,
+            check=False,
+        )
+        return res.returncode != 0
 
     def _run(self, cmd: list[str]) -> None:
         subprocess.run(self.prefix + cmd, check=True, capture_output=True, timeout=120)

@@ -124,6 +124,8 @@ def step(side: Side, op: str, arg: float, now: float) -> Any:
         return c.reap(now)
     if op == "plan":
         return c.plan_connects()
+    if op == "add":
+        return c.add_connects(1 + int(arg * 3))
     if op == "doomed":
         return sorted(int(e.serial) for e in c.take_doomed())
     if op == "evict":
@@ -156,6 +158,7 @@ OPS = [
     ("fail_waiter", 1),
     ("reap", 3),
     ("plan", 3),
+    ("add", 1),
     ("doomed", 3),
     ("evict", 1),
     ("drain", 0.3),

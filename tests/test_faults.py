@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from fastpool import ConnectionMetadata, PoolTimeout, Recycle
+from fastpool import ConnectionMetadata, Pool, PoolTimeout, Recycle
 
 from .acompat import sleep, wait_until
 from .conftest import check_invariants
@@ -118,3 +118,76 @@ def test_partition_does_not_hold_up_close(make_pool: Any, proxy: Proxy) -> None:
     pc.release()  # back after close: closed, without waiting on the dead path
     assert time.monotonic() - t0 < SLACK
     assert wait_until(lambda: pc.connection.closed)
+
+
+# -- the server down: fail fast, then recover with no user action -------------------------------
+
+
+def test_breaker_fails_fast_while_down_and_recovers(twin: str, own_cluster: Any) -> None:
+    port = str(conninfo_to_dict(own_cluster.dsn)["port"])
+    pool = Pool(own_cluster.dsn, min_size=0, max_size=2, fail_fast_after=1.0, acquire_timeout=10)
+    try:
+        with pool.connection() as conn:
+            conn.execute("SELECT 1")
+        own_cluster.down()
+        t0 = time.monotonic()
+        with pytest.raises(PoolTimeout):  # queued while connects fail, until the breaker opens
+            pool.acquire()
+        assert time.monotonic() - t0 < 1 + 1 + SLACK, "a queued caller is failed when the breaker opens"
+        for _ in range(5):
+            t0 = time.monotonic()
+            with pytest.raises(PoolTimeout) as ei:
+                pool.acquire()
+            assert time.monotonic() - t0 < 0.2, "refused at once while the breaker is open"
+            msg = str(ei.value)
+            assert "127.0.0.1" in msg and port in msg and "fail_fast_after" in msg
+            assert isinstance(ei.value.__cause__, psycopg.OperationalError)
+            assert str(ei.value.__cause__).split(":")[0] in msg
+            sleep(0.1)
+        s = pool.stats()
+        assert s["breaker_open"] and s["failing_for"] >= 1.0
+        own_cluster.up()
+        back = time.monotonic()
+        served = None
+        while time.monotonic() - back < 10:  # callers keep coming, as a web server's would
+            try:
+                with pool.connection(timeout=0.5) as conn:
+                    conn.execute("SELECT 1")
+                served = time.monotonic() - back
+                break
+            except PoolTimeout:
+                sleep(0.05)
+        assert served is not None and served < 2.0, f"served again {served} s after the server's return"
+        assert not pool.stats()["breaker_open"]
+        check_invariants(pool)
+    finally:
+        pool.close()
+        if own_cluster.is_down():
+            own_cluster.up()
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ("dbname=fastpool_no_such_db", "does not exist"),
+        ("user=fastpool_no_such_role", "does not exist"),
+        ("sslmode=bogus", "bogus"),
+        ("port=notaport", "notaport"),
+    ],
+)
+def test_permanent_errors_fail_the_first_acquirer_at_once(twin: str, dsn: str, extra: str, says: str) -> None:
+    pool = Pool(f"{dsn} {extra}", open=False, acquire_timeout=10)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(PoolTimeout) as ei:
+            pool.acquire()
+        assert time.monotonic() - t0 < 1.0
+        assert isinstance(ei.value.__cause__, psycopg.OperationalError)
+        assert says in str(ei.value.__cause__) and says in str(ei.value)
+    finally:
+        pool.close()
+    t0 = time.monotonic()
+    with pytest.raises(PoolTimeout) as ei:  # an eager open fails as fast
+        Pool.connect(f"{dsn} {extra}", acquire_timeout=10)
+    assert time.monotonic() - t0 < 1.0
+    assert says in str(ei.value)

@@ -54,3 +54,10 @@ def test_pool_options_connect_resource(twin: str, ctx: Ctx) -> None:
         opts.replace(max_connections=0)
     lazy = opts.connect_resource(Res, ctx, lazy=True)
     lazy.close()
+
+
+def test_the_other_kind_of_connection_class_is_refused(twin: str) -> None:
+    import psycopg
+
+    with pytest.raises(TypeError, match="connection_class"):
+        fastpool.Pool("host=127.0.0.1 port=1 dbname=x user=x", connection_class=psycopg.AsyncConnection)

@@ -226,7 +226,8 @@ cdef class PoolCore:
     cdef double _idle_timeout
     cdef double _verify_after
     cdef bint _lifo
-    cdef list _ring
+    cdef list _ring  # the idle entries: a ring of _cap slots, grown by use up to max_size
+    cdef Py_ssize_t _cap
     cdef Py_ssize_t _head
     cdef Py_ssize_t _n_idle
     cdef Py_ssize_t _in_use
@@ -263,7 +264,8 @@ cdef class PoolCore:
         self._verify_after = INF if verify_after is None else float(verify_after)
         self._lifo = bool(lifo)
         self.max_waiting = max_waiting
-        self._ring = [None] * max_size
+        self._cap = min(max_size, 16)
+        self._ring = [None] * self._cap
         self._head = 0
         self._n_idle = 0
         self._in_use = 0
@@ -326,18 +328,29 @@ cdef class PoolCore:
         return <double>(z >> 11) * (1.0 / 9007199254740992.0)
 
     cdef inline void _push_idle(self, Entry e):
-        self._ring[(self._head + self._n_idle) % self.max_size] = e
+        if self._n_idle == self._cap:
+            self._grow()
+        self._ring[(self._head + self._n_idle) % self._cap] = e
         self._n_idle += 1
         e.state = _ENTRY_IDLE
+
+    cdef void _grow(self):
+        cdef Py_ssize_t k
+        cdef Py_ssize_t cap = self._cap * 2 if self._cap else 16
+        cdef list ring = [self._ring[(self._head + k) % self._cap] for k in range(self._n_idle)]
+        ring.extend([None] * (cap - self._n_idle))
+        self._ring = ring
+        self._cap = cap
+        self._head = 0
 
     cdef inline Entry _pop_idle(self):
         cdef Py_ssize_t i
         cdef Entry e
         if self._lifo:
-            i = (self._head + self._n_idle - 1) % self.max_size
+            i = (self._head + self._n_idle - 1) % self._cap
         else:
             i = self._head
-            self._head = (self._head + 1) % self.max_size
+            self._head = (self._head + 1) % self._cap
         e = <Entry>self._ring[i]
         self._ring[i] = None
         self._n_idle -= 1
@@ -347,7 +360,7 @@ cdef class PoolCore:
         cdef Py_ssize_t k, i
         cdef list out = []
         for k in range(self._n_idle):
-            i = (self._head + k) % self.max_size
+            i = (self._head + k) % self._cap
             out.append(self._ring[i])
             self._ring[i] = None
         self._head = 0
@@ -533,6 +546,23 @@ cdef class PoolCore:
         """Reserve the connects needed for live waiters and ``min_size``."""
         return self._reserve()
 
+    cpdef Py_ssize_t add_connects(self, Py_ssize_t n):
+        """Reserve up to ``n`` connects beyond what waiters and ``min_size`` ask for (none in flight).
+
+        Returns how many were reserved: none while a connect is already in progress, the
+        pool is closed, or it is full.
+        """
+        cdef Py_ssize_t free
+        if self.closed or self._connecting:
+            return 0
+        free = self.max_size - self._n_idle - self._in_use
+        if n > free:
+            n = free
+        if n <= 0:
+            return 0
+        self._connecting += n
+        return n
+
     cpdef Py_ssize_t reap(self, double now):
         """Move expired idle entries to ``doomed``; return how many were moved."""
         cdef list entries = self._idle_list()
@@ -555,7 +585,7 @@ cdef class PoolCore:
         cdef Py_ssize_t k
         cdef list out = []
         for k in range(self._n_idle):
-            out.append(self._ring[(self._head + k) % self.max_size])
+            out.append(self._ring[(self._head + k) % self._cap])
         return out
 
     cpdef Py_ssize_t evict(self, list entries) except -1:
@@ -623,7 +653,8 @@ cdef class PoolCore:
         cdef list entries = self._idle_list()
         self.max_size = max_size
         self.min_size = min_size
-        self._ring = [None] * max_size
+        self._cap = min(max_size, 16)
+        self._ring = [None] * self._cap
         cdef Py_ssize_t excess = len(entries) + self._in_use + self._connecting - max_size
         for e in entries:
             if excess > 0:
@@ -793,6 +824,20 @@ cdef inline bint _returnable(Entry e, double now, int mode, long long epoch) exc
     return _psycopg_returnable(e, now, epoch)
 
 
+cdef int _check_timeout(object timeout) except -1:
+    """A per-call ``timeout`` must be None or finite seconds >= 0 (the same errors as the shells')."""
+    cdef double t
+    if type(timeout) is float or type(timeout) is int:
+        t = timeout
+    else:
+        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+    if t != t or t == INF or t == -INF:
+        raise ValueError(f"timeout must be finite, got {timeout}")
+    if t < 0:
+        raise ValueError(f"timeout must be >= 0, got {timeout}")
+    return 0
+
+
 @cython.final
 cdef class FastPath:
     """A threaded pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
@@ -828,8 +873,11 @@ cdef class FastPath:
 
     cpdef Entry get(self, timeout):
         """Return an in-use entry (the pool's ``_get``)."""
-        cdef double now = _now()
+        cdef double now
         cdef Entry e
+        if timeout is not None:
+            _check_timeout(timeout)
+        now = _now()
         self._lock.take()
         try:
             e = self._core.acquire(now)
@@ -949,6 +997,8 @@ cdef class AsyncFastPath:
         """An in-use entry now, or an awaitable of the pool's giving one."""
         cdef double now
         cdef Entry e
+        if timeout is not None:
+            _check_timeout(timeout)
         if self.loop is None or _get_running_loop() is not self.loop:
             return self._pool()._get(timeout)  # first use binds; another loop raises
         now = _now()

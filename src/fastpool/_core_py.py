@@ -20,6 +20,7 @@ differential tests run random operation sequences against both.
 
 from __future__ import annotations
 
+import math
 import select
 import threading
 from asyncio import get_running_loop as _get_running_loop
@@ -145,6 +146,7 @@ class PoolCore:
     """Non-blocking pool bookkeeping; see the module docstring."""
 
     __slots__ = (
+        "_cap",
         "_connecting",
         "_dead_waiters",
         "_drained_at",
@@ -198,7 +200,8 @@ class PoolCore:
         self._verify_after = INF if verify_after is None else float(verify_after)
         self._lifo = bool(lifo)
         self.max_waiting = max_waiting
-        self._ring: list[Entry | None] = [None] * max_size
+        self._cap = min(max_size, 16)  # the idle ring's slots, grown by use up to max_size
+        self._ring: list[Entry | None] = [None] * self._cap
         self._head = 0
         self._n_idle = 0
         self._in_use = 0
@@ -261,13 +264,22 @@ class PoolCore:
         return (z >> 11) * (1.0 / 9007199254740992.0)
 
     def _push_idle(self, e: Entry) -> None:
-        cap = self.max_size
-        self._ring[(self._head + self._n_idle) % cap] = e
+        if self._n_idle == self._cap:
+            self._grow()
+        self._ring[(self._head + self._n_idle) % self._cap] = e
         self._n_idle += 1
         e.state = ENTRY_IDLE
 
+    def _grow(self) -> None:
+        cap = self._cap * 2 if self._cap else 16
+        ring = [self._ring[(self._head + k) % self._cap] for k in range(self._n_idle)]
+        ring.extend([None] * (cap - self._n_idle))
+        self._ring = ring
+        self._cap = cap
+        self._head = 0
+
     def _pop_idle(self) -> Entry:
-        cap = self.max_size
+        cap = self._cap
         if self._lifo:
             i = (self._head + self._n_idle - 1) % cap
         else:
@@ -281,7 +293,7 @@ class PoolCore:
 
     def _idle_list(self) -> list[Entry]:
         """Remove and return every idle entry, oldest push first."""
-        cap = self.max_size
+        cap = self._cap
         out: list[Entry] = []
         for k in range(self._n_idle):
             i = (self._head + k) % cap
@@ -478,6 +490,20 @@ class PoolCore:
         """Reserve the connects needed for live waiters and ``min_size``."""
         return self._reserve()
 
+    def add_connects(self, n: int) -> int:
+        """Reserve up to ``n`` connects beyond what waiters and ``min_size`` ask for (none in flight).
+
+        Returns how many were reserved: none while a connect is already in progress, the
+        pool is closed, or it is full.
+        """
+        if self.closed or self._connecting:
+            return 0
+        n = min(n, self.max_size - self._n_idle - self._in_use)
+        if n <= 0:
+            return 0
+        self._connecting += n
+        return n
+
     def reap(self, now: float) -> int:
         """Move expired idle entries to ``doomed``; return how many were moved.
 
@@ -499,7 +525,7 @@ class PoolCore:
 
     def idle_entries(self) -> list[Entry]:
         """Return the idle entries, oldest push first (a snapshot; nothing changes)."""
-        cap = self.max_size
+        cap = self._cap
         out: list[Entry] = []
         for k in range(self._n_idle):
             e = self._ring[(self._head + k) % cap]
@@ -568,7 +594,8 @@ class PoolCore:
         entries = self._idle_list()
         self.max_size = max_size
         self.min_size = min_size
-        self._ring = [None] * max_size
+        self._cap = min(max_size, 16)
+        self._ring = [None] * self._cap
         excess = len(entries) + self._in_use + self._connecting - max_size
         for e in entries:
             if excess > 0:
@@ -663,6 +690,16 @@ class NoLock:
         return None
 
 
+def _check_timeout(timeout: Any) -> None:
+    """A per-call ``timeout`` must be None or finite seconds >= 0 (the same errors as the shells')."""
+    if type(timeout) is not float and type(timeout) is not int:
+        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+    if math.isnan(timeout) or math.isinf(timeout):
+        raise ValueError(f"timeout must be finite, got {timeout}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0, got {timeout}")
+
+
 class FastPath:
     """A threaded pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
@@ -690,6 +727,8 @@ class FastPath:
 
     def get(self, timeout: float | None) -> Entry:
         """Return an in-use entry (the pool's ``_get``)."""
+        if timeout is not None:
+            _check_timeout(timeout)
         now = _monotonic()
         lock = self._lock
         lock.acquire()
@@ -792,6 +831,8 @@ class AsyncFastPath:
 
     def get(self, timeout: float | None) -> Any:
         """An in-use entry now, or an awaitable of the pool's giving one."""
+        if timeout is not None:
+            _check_timeout(timeout)
         if self.loop is None or _get_running_loop() is not self.loop:
             return self._pool()._get(timeout)  # first use binds; another loop raises
         now = _monotonic()

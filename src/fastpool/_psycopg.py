@@ -40,6 +40,8 @@ def run_autocommit(conn: Any, sql: str) -> None:
 class PsycopgDriver(PsycopgDriverBase):
     """Opens psycopg ``Connection`` objects for the threaded pools (internal)."""
 
+    connection_base = psycopg.Connection
+
     def connect(self) -> Any:
         conn = self.connection_class.connect(self.conninfo, **self.kwargs)
         conn._pool = self  # psycopg only needs close_returns/putconn

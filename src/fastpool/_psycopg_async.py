@@ -38,6 +38,8 @@ async def run_autocommit_async(conn: Any, sql: str) -> None:
 class AsyncPsycopgDriver(PsycopgDriverBase):
     """Opens psycopg ``AsyncConnection`` objects for the asyncio pools (internal)."""
 
+    connection_base = psycopg.AsyncConnection
+
     async def connect(self) -> Any:
         conn = await self.connection_class.connect(self.conninfo, **self.kwargs)
         conn._pool = self  # psycopg only needs close_returns/putconn

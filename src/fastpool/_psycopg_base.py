@@ -22,18 +22,22 @@ terminated while idle); ``check`` is an empty query in autocommit.
 from __future__ import annotations
 
 import logging
+import re
 import socket
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from . import _core_select
+from .errors import PoolTimeout
 from .recycle import Recycle
 from .resource import Driver
 
-__all__ = ["ASYNC_SETTERS", "PsycopgDriverBase", "changes"]
+__all__ = ["ASYNC_SETTERS", "PsycopgDriverBase", "changes", "conninfo_secrets", "scrub"]
 
 logger = logging.getLogger("fastpool")
 
@@ -54,6 +58,45 @@ _TRANSIENT_FATAL = (
     "sorry, too many clients",
 )
 _TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
+
+
+# where a password can stand in a conninfo or in a message quoting one
+_URI_USERINFO = re.compile(r"(?P<pre>\b[a-z][a-z0-9+.-]*://[^:/?#@\s\"']*:)(?P<pw>[^@/?#\s\"']*)(?=@)", re.I)
+_URI_PARAM = re.compile(r"(?P<pre>[?&]password=)(?P<pw>[^&#\s\"']*)", re.I)
+_KEYWORD = re.compile(r"(?P<pre>(?<![?&])\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s'\"]+)", re.I)
+_PATTERNS = (_URI_USERINFO, _URI_PARAM, _KEYWORD)
+
+
+def conninfo_secrets(conninfo: str, kwargs: Mapping[str, Any]) -> list[str]:
+    """Every form the password takes in ``conninfo`` and ``kwargs`` (raw, unquoted, decoded), longest first.
+
+    Found by patterns, so that a conninfo libpq cannot parse still has its password hidden.
+    """
+    found: set[str] = set()
+    if kwargs.get("password"):
+        found.add(str(kwargs["password"]))
+    for pattern in _PATTERNS:
+        for m in pattern.finditer(conninfo):
+            pw = m.group("pw")
+            if not pw:
+                continue
+            found.add(pw)
+            if pw.startswith("'"):
+                found.add(pw.strip("'").replace("\\'", "'").replace("\\\\", "\\"))
+            try:
+                found.add(unquote(pw, errors="strict"))
+            except UnicodeDecodeError:
+                pass
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every password hidden: the known ones, and any a conninfo in it carries."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group('pre')}***" if m.group("pw") else m.group(0), text)
+    return text
 
 
 def changes(st: Any, conn: Any) -> list[tuple[str, Any]] | None:
@@ -102,6 +145,7 @@ class PsycopgDriverBase(Driver):
     has_reset = True
     has_finish = True
     fast_probe = True  # needs_check is the socket probe: the fast path does it inline
+    connection_base: ClassVar[type[Any]] = psycopg.Connection  # what connection_class must derive from
 
     def __init__(
         self,
@@ -112,7 +156,15 @@ class PsycopgDriverBase(Driver):
         default_connect_timeout: float | None = None,
     ) -> None:
         if not isinstance(conninfo, str):
-            raise TypeError("conninfo must be a str")
+            raise TypeError(f"conninfo must be a str, got {type(conninfo).__name__}")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"kwargs must be a mapping of connection parameters, got {type(kwargs).__name__}")
+        base = self.connection_base
+        if not (isinstance(connection_class, type) and issubclass(connection_class, base)):
+            raise TypeError(
+                f"connection_class must be {base.__module__}.{base.__qualname__} or a subclass, "
+                f"got {connection_class!r}"
+            )
         if not isinstance(recycle, Recycle):
             raise TypeError(f"recycle must be a fastpool.Recycle, got {type(recycle).__name__}")
         self.recycle = recycle
@@ -123,31 +175,24 @@ class PsycopgDriverBase(Driver):
         self.epoch = 0  # bumped by clear_prepared()
         self.close_returns = False
         kwargs = dict(kwargs or {})
+        self._secrets = conninfo_secrets(conninfo, kwargs)
+        error = None
         try:
             params = conninfo_to_dict(conninfo, **kwargs)
         except psycopg.ProgrammingError as exc:
-            raise ValueError(f"conninfo: {self._scrub(str(exc), conninfo, kwargs)}") from None
-        self._secrets = [s for s in (str(params.get("password") or ""),) if s]
+            error = f"conninfo: {scrub(str(exc), self._secrets)}"
+        if error is not None:  # raised out of the except block: libpq's text is not even the context
+            raise ValueError(error)
+        if params.get("password"):
+            self._secrets = sorted({*self._secrets, str(params["password"])}, key=len, reverse=True)
         if default_connect_timeout is not None and "connect_timeout" not in params:
             kwargs["connect_timeout"] = max(2, int(default_connect_timeout + 0.999))
         self.conninfo = conninfo
         self.kwargs = kwargs
-        self.connection_class = connection_class
+        self.connection_class: Any = connection_class
         host = str(params.get("host") or params.get("hostaddr") or "")
         port = str(params.get("port") or "5432")
         self._target = f"{host or 'local socket'}:{port}" if host else f"local socket (port {port})"
-
-    @staticmethod
-    def _scrub(text: str, conninfo: str, kwargs: dict[str, Any]) -> str:
-        pw = kwargs.get("password")
-        if pw:
-            text = text.replace(str(pw), "***")
-        # best effort on an unparsable conninfo: hide anything after "password="
-        low = conninfo.lower()
-        i = low.find("password")
-        if i >= 0:
-            text = text.replace(conninfo[i:], "***")
-        return text
 
     # -- shared, I/O-free -------------------------------------------------------
 
@@ -199,9 +244,31 @@ class PsycopgDriverBase(Driver):
         if getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES:
             return True
         msg = str(exc)
+        if "connection is bad" in msg and "invalid" in msg:  # libpq refused an option's value
+            return False
         if "FATAL:" not in msg:  # refused, reset, timed out, no route: try again
             return True
         return any(s in msg for s in _TRANSIENT_FATAL)
+
+    def connect_error(self, exc: BaseException) -> BaseException:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err = PoolTimeout(f"couldn't connect to {self._target}: {self.redact(first)}")
+        err.__cause__ = self.safe_error(exc)
+        return err
+
+    def safe_error(self, exc: BaseException | None) -> BaseException | None:
+        if exc is None:
+            return None
+        text = str(exc)
+        clean = self.redact(text)
+        if clean == text:
+            return exc
+        try:
+            safe = type(exc)(clean)
+        except Exception:
+            safe = psycopg.OperationalError(clean)
+        safe.__cause__ = self.safe_error(exc.__cause__)
+        return safe
 
     def hook_retryable(self, exc: BaseException) -> bool:
         return isinstance(exc, (psycopg.OperationalError, OSError))
@@ -210,9 +277,7 @@ class PsycopgDriverBase(Driver):
         return self._target
 
     def redact(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
+        return scrub(text, self._secrets)
 
     def _begin_reset(self, entry: Any) -> int:
         """Classify a returned connection: 0 discard it, 1 it is idle, 2 roll it back."""

@@ -31,6 +31,7 @@ from ._acompat import maybe_await
 from ._meta import ConnectionMetadata
 from ._psycopg_async import AsyncPsycopgDriver, run_autocommit_async
 from ._shell_async import AsyncBasePool
+from ._validate import MAX_SIZE, check_bool, check_count, check_seconds
 from .recycle import Recycle
 
 if TYPE_CHECKING:
@@ -107,8 +108,9 @@ class AsyncConnectionPool(AsyncBasePool[Any]):
     when a connection comes back; it must leave it idle), ``name``,
     ``close_returns``, ``timeout=30``, ``max_waiting=0``, ``max_lifetime=3600``,
     ``max_idle=600``, ``reconnect_timeout=300``, ``reconnect_failed(pool)``,
-    ``num_workers=3``; plus fastpool's ``recycle``.  The callbacks may be plain
-    or coroutine functions.
+    ``num_workers=3``; plus fastpool's ``recycle``, ``fail_fast_after`` (off by
+    default here, as psycopg_pool has no such thing) and ``release_timeout``.
+    The callbacks may be plain or coroutine functions.
     """
 
     _driver: AsyncPsycopgDriver
@@ -135,11 +137,24 @@ class AsyncConnectionPool(AsyncBasePool[Any]):
         reconnect_failed: Callable[[AsyncConnectionPool], Any] | None = None,
         num_workers: int = 3,
         recycle: Recycle = Recycle.FAST,
+        fail_fast_after: float | None = None,
+        release_timeout: float = 5.0,
     ) -> None:
-        if isinstance(min_size, int) and min_size < 0:
+        # psycopg_pool's parameters are checked under their own names
+        if isinstance(min_size, int) and not isinstance(min_size, bool) and min_size < 0:
             raise ValueError("min_size cannot be negative")
-        if max_size is not None and isinstance(max_size, int) and max_size < min_size:
-            raise ValueError("max_size must be greater or equal than min_size")
+        check_count("min_size", min_size, 0, MAX_SIZE)
+        if max_size is not None:
+            check_count("max_size", max_size, 1, MAX_SIZE)
+            if max_size < min_size:
+                raise ValueError("max_size must be greater or equal than min_size")
+        for opt, value in (("timeout", timeout), ("max_lifetime", max_lifetime), ("max_idle", max_idle),
+                           ("reconnect_timeout", reconnect_timeout)):  # fmt: skip
+            check_seconds(opt, value)
+        check_count("max_waiting", max_waiting, 0)
+        check_count("num_workers", num_workers, 1, 1000)
+        check_bool("open", open, allow_none=True)
+        check_bool("close_returns", close_returns)
         for opt, fn in (("configure", configure), ("check", check), ("reset", reset),
                         ("reconnect_failed", reconnect_failed)):  # fmt: skip
             if fn is not None and not callable(fn):
@@ -175,6 +190,8 @@ class AsyncConnectionPool(AsyncBasePool[Any]):
             name=name,
             reconnect_timeout=self.reconnect_timeout,
             reconnect_failed=reconnect_failed,
+            fail_fast_after=fail_fast_after,
+            release_timeout=release_timeout,
         )
         self._driver.close_returns = bool(close_returns)
 

@@ -40,8 +40,10 @@ surface to stop when the pool closes) and ``_acquire_timeout``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import logging
+import random
 import warnings
 import weakref
 from collections.abc import Callable
@@ -54,7 +56,7 @@ from . import _core_select
 from ._acompat import TIMEOUT_MAX, Runner, sleep, wake
 from ._meta import META_NEW, ConnectionMetadata
 from ._types import C, Hook, PoolSettings
-from ._validate import check_count, check_duration, check_options, check_seconds, check_sizes
+from ._validate import check_bool, check_count, check_duration, check_options, check_seconds, check_sizes
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
 from .resource import Driver, ResourceDriver
 
@@ -101,6 +103,7 @@ class BasePool(Generic[C]):
         max_waiting: int = 0,
         num_workers: int = 3,
         release_timeout: float = 5.0,
+        fail_fast_after: float | None = 10.0,
         name: str | None = None,
         reconnect_timeout: float | None = None,
         reconnect_failed: Callable[[Any], Any] | None = None,
@@ -119,13 +122,17 @@ class BasePool(Generic[C]):
             after_release=after_release,
             queue_mode=queue_mode,
             max_waiting=max_waiting,
+            test_before_acquire=test_before_acquire,
+            release_timeout=release_timeout,
+            fail_fast_after=fail_fast_after,
         )
-        check_count("num_workers", num_workers, 1)
+        check_count("num_workers", num_workers, 1, 1000)
+        check_bool("open", open)
         self._release_timeout = check_seconds("release_timeout", release_timeout)
         self._name = str(name) if name is not None else f"pool-{next(_names)}"
         self._driver = driver = make_driver(self._acquire_timeout)
         driver.pool = weakref.ref(self)
-        self._test_before_acquire = bool(test_before_acquire)
+        self._test_before_acquire = test_before_acquire
         self._after_connect = after_connect
         self._before_acquire = before_acquire
         self._after_release = after_release
@@ -162,7 +169,13 @@ class BasePool(Generic[C]):
         self._backoff = BACKOFF_INITIAL
         self._last_error: BaseException | None = None
         self._last_error_at = 0.0
-        self._failing_since: float | None = None
+        self._failing_since: float | None = None  # the first failed connect of the current streak
+        self._reconnect_since = 0.0  # the start of the current reconnect_timeout round
+        self._fail_fast_after = check_duration(
+            "fail_fast_after", fail_fast_after, allow_none=True, allow_zero=True
+        )
+        self._demand_at = -1e9  # when an acquire was last refused by the breaker
+        self._reconnect_planned = False
         self._counters = dict.fromkeys(
             (
                 "timeouts",
@@ -248,6 +261,9 @@ class BasePool(Generic[C]):
             s: dict[str, Any] = self._core.stats()
             s.update(self._counters)
         s["requests"] = s["hits"] + s["waits"]
+        now = monotonic()
+        s["breaker_open"] = self._breaker_open(now)
+        s["failing_for"] = 0.0 if self._failing_since is None else now - self._failing_since
         s["dedicated"] = self._dedicated
         s["name"] = self._name
         s["closed"] = self._closed
@@ -305,7 +321,7 @@ class BasePool(Generic[C]):
                 self._fast.release(e, monotonic())
             self.close(0)
             if isinstance(exc, PoolTimeout):
-                raise self._eager_open_error(exc, want) from exc.__cause__
+                raise self._eager_open_error(exc, want) from self._driver.safe_error(exc.__cause__)
             raise
         for e in held:
             self._fast.release(e, monotonic())
@@ -323,7 +339,8 @@ class BasePool(Generic[C]):
         while core.size - core.connecting < core.min_size:
             if monotonic() >= deadline:
                 self.close()
-                raise PoolTimeout(f"pool initialization incomplete after {timeout} sec") from self._last_error
+                cause = self._driver.safe_error(self._last_error)
+                raise PoolTimeout(f"pool initialization incomplete after {timeout} sec") from cause
             sleep(0.005)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -572,15 +589,25 @@ class BasePool(Generic[C]):
             w = None
             handle: Any
             handle = self._runner.new_handle()
+            refused = False
             lock.acquire()
             try:
                 e = core.acquire(now)
                 if e is None and not self._closed:
-                    w = self._waiter_cls(handle)
-                    n = core.enqueue(w, now)
+                    if self._failing_since is not None and self._breaker_open(now):
+                        refused = True
+                    else:
+                        w = self._waiter_cls(handle)
+                        n = core.enqueue(w, now)
             finally:
                 lock.release()
             if e is None:
+                if refused:
+                    self._demand_at = now
+                    self._kick_reconnect()
+                    with lock:
+                        self._counters["timeouts"] += 1
+                    raise self._breaker_error(now)
                 if w is None:
                     raise self._closed_error()
                 if n < 0:
@@ -623,7 +650,7 @@ class BasePool(Generic[C]):
                     self._counters["timeouts"] += 1
                 raise PoolTimeout(
                     f"couldn't get a connection after {timeout:.3g} s: timed out checking connections"
-                ) from self._last_error
+                ) from self._driver.safe_error(self._last_error)
 
     def _admit(self, e: Any, now: float, timeout: float | None) -> bool:
         """Run the acquire-time gates on an entry popped from idle, within ``timeout`` (from ``now``).
@@ -825,7 +852,7 @@ class BasePool(Generic[C]):
                 except Exception as exc:
                     settled = True
                     self._close_later([conn])
-                    self._connect_failed(exc, driver.hook_retryable(exc))
+                    self._connect_failed(exc, driver.hook_retryable(exc), hook=True)
                     return
                 except BaseException:
                     self._close_later([conn])
@@ -841,38 +868,55 @@ class BasePool(Generic[C]):
         if self._doomed:
             self._close_doomed()
 
-    def _connect_failed(self, exc: BaseException, retry: bool) -> None:
-        w, n, delay, gave_up = self._note_connect_failure(exc, retry)
+    def _connect_failed(self, exc: BaseException, retry: bool, hook: bool = False) -> None:
+        failed, n, delay, gave_up = self._note_connect_failure(exc, retry, hook)
         if gave_up and self._reconnect_failed is not None:
             try:
                 self._reconnect_failed(self)
             except Exception:
                 logger.exception("%s: error in reconnect_failed", self._name)
-        if w is not None:
+        for w in failed:
             wake(w)
         if n:
             self._runner.later(delay, self._start_connects, n)
+        elif self._closed:
+            return
+        elif monotonic() - self._demand_at < max(self._fail_fast_after or 0.0, BACKOFF_MAX * 2):
+            self._kick_reconnect()  # callers were refused lately: keep trying, rate-limited
 
-    def _note_connect_failure(self, exc: BaseException, retry: bool) -> tuple[Any, int, float, bool]:
-        """Book a failed connect: (waiter to fail or None, connects to retry, backoff delay, gave up).
+    def _note_connect_failure(
+        self, exc: BaseException, retry: bool, hook: bool = False
+    ) -> tuple[list[Any], int, float, bool]:
+        """Book a failed connect: (waiters to wake, connects to retry, backoff delay, gave up).
 
-        ``gave up`` is True once per streak of failures longer than
-        ``reconnect_timeout``.
+        A failure not worth retrying (a database that does not exist, a bad password or
+        option, a bug in ``after_connect``) fails every queued waiter at once; so does the
+        breaker opening (``fail_fast_after``).  ``gave up`` is True once per streak of
+        failures longer than ``reconnect_timeout``.
         """
         now = monotonic()
         gave_up = False
+        failed: list[Any] = []
         with self._lock:
             self._last_error, self._last_error_at = exc, now
             if self._failing_since is None:
-                self._failing_since = now
-            elif self._reconnect_timeout is not None and now - self._failing_since > self._reconnect_timeout:
-                self._failing_since = None  # a new streak starts; we keep trying with backoff
+                self._failing_since = self._reconnect_since = now
+            elif (
+                self._reconnect_timeout is not None and now - self._reconnect_since > self._reconnect_timeout
+            ):
+                self._reconnect_since = now  # a new round starts; we keep trying with backoff
                 gave_up = True
-            w = None if retry else self._core.fail_waiter()
-            if w is not None:
-                w.error = exc
+            if not retry or self._breaker_open(now):
+                while (w := self._core.fail_waiter()) is not None:  # each its own error object
+                    if retry:
+                        w.error = self._breaker_error(now)
+                    elif hook:  # the hook's own exception
+                        w.error = copy.copy(exc) if failed else exc
+                    else:
+                        w.error = self._driver.connect_error(exc)
+                    failed.append(w)
             n = self._core.connect_failed()
-            delay = self._backoff
+            delay = self._backoff * (0.5 + 0.5 * random.random())  # exponential backoff, jittered
             self._backoff = min(self._backoff * 2, BACKOFF_MAX)
         logger.info(
             "%s: connecting to %s failed (%s): %s",
@@ -888,7 +932,47 @@ class BasePool(Generic[C]):
                 self._driver.describe(),
                 self._reconnect_timeout,
             )
-        return w, n, delay, gave_up
+        return failed, n, delay, gave_up
+
+    # -- the breaker (fail_fast_after) ---------------------------------------------------------
+
+    def _breaker_open(self, now: float) -> bool:
+        """True once every connect for ``fail_fast_after`` seconds has failed."""
+        since = self._failing_since
+        after = self._fail_fast_after
+        return after is not None and since is not None and now - since >= after
+
+    def _breaker_error(self, now: float) -> PoolTimeout:
+        """The error of an acquire refused while the breaker is open (host, port and cause)."""
+        since = self._failing_since if self._failing_since is not None else now
+        cause = self._last_error
+        detail = ""
+        if cause is not None:
+            text = str(cause).strip()
+            detail = (
+                f"; last error: {self._driver.redact(text.splitlines()[0] if text else type(cause).__name__)}"
+            )
+        err = PoolTimeout(
+            f"{self._name}: no connection: connecting to {self._driver.describe()} has failed for "
+            f"{now - since:.1f} s (fail_fast_after={self._fail_fast_after:g} s){detail}"
+        )
+        err.__cause__ = self._driver.safe_error(cause)
+        return err
+
+    def _kick_reconnect(self) -> None:
+        """Try one connect soon (after the backoff), unless one is under way or planned."""
+        if self._reconnect_planned or self._closed:
+            return
+        self._reconnect_planned = True
+        delay = self._backoff * (0.5 + 0.5 * random.random())
+        self._runner.later(delay, self._reconnect_once)
+
+    def _reconnect_once(self) -> None:
+        self._reconnect_planned = False
+        with self._lock:
+            n = self._core.add_connects(1)
+        if n:
+            self._start_connects(n)
 
     def _note_connect_done(self, conn: Any, data: Any, started: float) -> Any:
         """Book a new connection; return the waiter it was handed to, or None."""
@@ -896,7 +980,7 @@ class BasePool(Generic[C]):
         with self._lock:
             w = self._core.connect_done(conn, done, data)
             self._backoff = BACKOFF_INITIAL
-            self._failing_since = None
+            self._failing_since = None  # the breaker closes
             self._counters["connect_ms"] += int((done - started) * 1000)
         return w
 
@@ -932,18 +1016,20 @@ class BasePool(Generic[C]):
         else:
             phase = f"waiting for a connection (max_size={core.max_size}, in use={core.in_use})"
         err = PoolTimeout(f"couldn't get a connection after {timeout:.3g} s: timed out {phase}")
-        err.__cause__ = cause
+        err.__cause__ = self._driver.safe_error(cause)
         return err
 
     def _eager_open_error(self, exc: PoolTimeout, want: int) -> PoolTimeout:
-        """The error of an eager open that timed out: target, timeout and cause, no password."""
+        """The error of an eager open that failed: target, and the cause or the timeout; no password."""
         cause = exc.__cause__
-        detail = f": {self._driver.redact(str(cause).strip())}" if cause is not None else ""
+        if cause is not None:
+            detail = self._driver.redact(str(cause).strip())
+        else:
+            detail = f"timed out after acquire_timeout={self._acquire_timeout:.3g} s"
         err = PoolTimeout(
-            f"{self._name}: could not open {want} connection(s) to {self._driver.describe()} "
-            f"within acquire_timeout={self._acquire_timeout:.3g} s{detail}"
+            f"{self._name}: could not open {want} connection(s) to {self._driver.describe()}: {detail}"
         )
-        err.__cause__ = cause
+        err.__cause__ = self._driver.safe_error(cause)
         return err
 
 

@@ -5,22 +5,49 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_callable", "check_count", "check_duration", "check_options", "check_seconds", "check_sizes"]
+__all__ = [
+    "MAX_SIZE",
+    "check_bool",
+    "check_callable",
+    "check_count",
+    "check_duration",
+    "check_options",
+    "check_seconds",
+    "check_sizes",
+]
 
 
-def check_count(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` if it is an int ``>= minimum``; raise naming ``name``."""
+#: The most connections a pool may hold (PostgreSQL itself caps its backends at 262,143).
+MAX_SIZE = 1_000_000
+
+
+def check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int ``>= minimum`` (and ``<= maximum``); raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}")
+    return value
+
+
+def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """Return ``value`` if it is a bool (or None when allowed); raise ``TypeError`` naming ``name``.
+
+    Truthy strings such as ``"no"`` are refused rather than read as True.
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
     return value
 
 
 def check_sizes(min_name: str, min_size: Any, max_name: str, max_size: Any) -> None:
-    """Check ``0 <= min_size <= max_size`` and ``max_size >= 1`` (nothing is clamped)."""
-    check_count(max_name, max_size, 1)
-    check_count(min_name, min_size, 0)
+    """Check ``0 <= min_size <= max_size`` and ``1 <= max_size <= MAX_SIZE`` (nothing is clamped)."""
+    check_count(max_name, max_size, 1, MAX_SIZE)
+    check_count(min_name, min_size, 0, MAX_SIZE)
     if min_size > max_size:
         raise ValueError(f"{min_name} ({min_size}) cannot be greater than {max_name} ({max_size})")
 
@@ -68,6 +95,9 @@ def check_options(
     after_release: Any,
     queue_mode: Any,
     max_waiting: Any,
+    test_before_acquire: Any = True,
+    release_timeout: Any = 5.0,
+    fail_fast_after: Any = None,
     min_name: str = "min_size",
     max_name: str = "max_size",
 ) -> float:
@@ -86,5 +116,8 @@ def check_options(
     if queue_mode not in ("lifo", "fifo"):
         raise ValueError(f"queue_mode must be 'lifo' or 'fifo', got {queue_mode!r}")
     check_count("max_waiting", max_waiting, 0)
+    check_bool("test_before_acquire", test_before_acquire)
+    check_seconds("release_timeout", release_timeout)
+    check_duration("fail_fast_after", fail_fast_after, allow_none=True, allow_zero=True)
     assert timeout is not None
     return timeout

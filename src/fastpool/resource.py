@@ -157,6 +157,14 @@ class Driver:
     def finish(self, conn: Any, ok: bool) -> Any:
         """End the block of ``pool.connection()``: commit if ok, else roll back (awaitable in asyncio)."""
 
+    def connect_error(self, exc: BaseException) -> BaseException:
+        """The error an acquirer gets for a failed connect not worth retrying (a new object)."""
+        return exc
+
+    def safe_error(self, exc: BaseException | None) -> BaseException | None:
+        """``exc``, or a copy of it without secrets in its text, to chain as a cause."""
+        return exc
+
     def retryable(self, exc: BaseException) -> bool:
         """Is a failed connect worth retrying (within the acquirer's deadline)?"""
         return isinstance(exc, OSError)
