@@ -15,8 +15,8 @@ import order, formatting) with the project's configuration.  What it does:
   ``x``; ``maybe_await(x)`` becomes ``x``;
 * names are mapped: ``AsyncFoo`` -> ``Foo``, ``foo_async`` -> ``foo``, plus the
   explicit pairs in ``NAMES`` (``__aenter__`` -> ``__enter__``...);
-* ``if True:  # ASYNC`` keeps only its ``else:`` branch (or nothing): the one
-  way to write asyncio-only code in a source;
+* ``if True:  # ASYNC`` keeps only its ``else:`` branch (or nothing; an
+  ``elif cond:`` becomes ``if cond:``): the one way to write asyncio-only code;
 * functions decorated ``@skip_sync`` are dropped; ``@pytest.mark.asyncio`` is
   dropped; ``pytest_asyncio.fixture`` becomes ``pytest.fixture``;
 * docstrings get the same name mapping and lose "async"/"await" wording.
@@ -141,8 +141,8 @@ class AsyncToSync(cst.CSTTransformer):
         orelse = updated_node.orelse
         if orelse is None:
             return cst.RemoveFromParent()
-        if isinstance(orelse, cst.If):
-            raise SyntaxError("an `if True:  # ASYNC` block takes a plain `else:`, not `elif`")
+        if isinstance(orelse, cst.If):  # `elif cond:` (as ruff writes `else: if cond:`): `if cond:`
+            return orelse.with_changes(leading_lines=updated_node.leading_lines)
         body = orelse.body
         if not isinstance(body, cst.IndentedBlock):
             raise SyntaxError("the `else:` of an ASYNC block must be an indented block")

@@ -268,6 +268,12 @@ class AsyncLeadership:
     async def _pool_closing(self) -> None:
         """The pool is closing: a guard may still release within the close timeout."""
 
+    def _pool_forked(self) -> None:
+        """In a forked child: the lock is the parent's; this guard holds nothing here (no I/O)."""
+        if self._state == HELD:
+            self._state = RELEASED
+            self._entry = self._conn = None
+
     async def _pool_closed(self) -> None:
         """The close timeout passed: close the session (releasing the lock) and set ``lost``."""
         if self._state != HELD:

@@ -665,6 +665,15 @@ class Ownership(Generic[C]):
     def _pool_closed(self) -> None:
         """Nothing is left to do once the pool waited for its connections."""
 
+    def _pool_forked(self) -> None:
+        """In a forked child: every checkout is the parent's; forget them all (no I/O)."""
+        with self._lock:
+            for _, rec in self._checkouts.values():
+                rec.revoked = rec.revoked or "the process forked: the connection belongs to the parent"
+                rec.entry = None
+            self._checkouts.clear()
+            self._shared = None
+
     # -- option checks -------------------------------------------------------------------------
 
     def _timeout_for(self, ownership_timeout: Any) -> float | None:

@@ -22,6 +22,7 @@ terminated while idle); ``check`` is an empty query in autocommit.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 from collections.abc import Mapping
@@ -210,6 +211,19 @@ class PsycopgDriverBase(Driver):
             return bool(_core_select.core.readable(pgconn.socket))
         except (OSError, ValueError, psycopg.OperationalError):
             return True
+
+    def forget(self, conn: Any) -> None:
+        """Point the child's copy of the socket at ``/dev/null``: the parent's session is untouched,
+        and whatever the child's copy of the connection sends (a Terminate when collected) goes nowhere."""
+        try:
+            fd = conn.pgconn.socket
+        except Exception:  # closed already
+            return
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
 
     def interrupt(self, conn: Any) -> bool:
         """Shut the connection's socket down: blocked I/O on it fails at once, and nothing

@@ -41,6 +41,7 @@ import asyncio
 import copy
 import itertools
 import logging
+import os
 import random
 import warnings
 import weakref
@@ -145,18 +146,7 @@ class AsyncBasePool(Generic[C]):
         self._waiter_cls = core_mod.Waiter
         self._entry_cls = core_mod.Entry
         self._in_use_state = core_mod.ENTRY_IN_USE
-        self._lock = core_mod.NoLock()
-        self._core = core_mod.PoolCore(
-            max_size,
-            min_size,
-            max_lifetime,
-            idle_timeout,
-            verify_after,
-            queue_mode == "lifo",
-            max_waiting,
-            id(self) ^ int(monotonic() * 1e9),
-        )
-        self._doomed = self._core.doomed
+        self._core_args = (max_lifetime, idle_timeout, verify_after, queue_mode == "lifo", max_waiting)
         self._has_reset = driver.has_reset
         self._has_finish = driver.has_finish
         self._has_needs_check = driver.has_needs_check
@@ -164,6 +154,7 @@ class AsyncBasePool(Generic[C]):
         # _admit must run for every hand-out from idle when a probe, a hook or
         # VERIFIED exists; otherwise only when the core's gate says a check is due
         self._check_always = driver.always_check
+        self._num_workers = num_workers
         self._runner = AsyncRunner(self._name, num_workers)
         self._lent: dict[int, Any] = {}
         self._backoff = BACKOFF_INITIAL
@@ -195,9 +186,35 @@ class AsyncBasePool(Generic[C]):
         self._reap_interval = max(0.5, min(reap_every) / 2) if reap_every else None
         self._dedicated = 0  # connections opened outside max_size (leadership)
         self._closers: weakref.WeakSet[Any] = weakref.WeakSet()  # surfaces to stop at close
+        self._pid = os.getpid()
+        self._forked = False  # set in a forked child until its first use starts the pool afresh
+        self._conns: dict[int, Any] = {}  # every open connection, to forget after a fork
+        self._build_core(max_size, min_size)
+        _pools.add(self)
+        if True:  # ASYNC
+            pass  # an asyncio pool starts on the loop of its first use
+        elif start:
+            self._start()
+            if open:
+                self._open_eager(None)
+
+    def _build_core(self, max_size: int, min_size: int) -> None:
+        """(Re)build the lock, the core and the borrow path: at construction and in a forked child."""
+        core_mod = self._core_mod
+        self._lock = core_mod.NoLock()
+        self._core = core_mod.PoolCore(
+            max_size, min_size, *self._core_args, id(self) ^ int(monotonic() * 1e9)
+        )
+        self._doomed = self._core.doomed
         get_mode, put_mode = self._fast_modes()
         self._fast = core_mod.AsyncFastPath(
-            weakref.ref(self), self._core, self._lock, driver, get_mode, put_mode, self._test_before_acquire
+            weakref.ref(self),
+            self._core,
+            self._lock,
+            self._driver,
+            get_mode,
+            put_mode,
+            self._test_before_acquire,
         )
         if type(self).connection is AsyncBasePool.connection:
             self.connection = self._fast.connection  # type: ignore[method-assign]
@@ -208,10 +225,6 @@ class AsyncBasePool(Generic[C]):
             self._waiting_state = core_mod.WAITER_WAITING
         else:
             self._get = self._fast.get  # type: ignore[method-assign]  # compiled: no Python frame per acquire
-            if start:
-                self._start()
-                if open:
-                    self._open_eager(None)
 
     def _fast_modes(self) -> tuple[int, int]:
         """Which gates the borrow path must run itself, from the options and the driver."""
@@ -294,6 +307,14 @@ class AsyncBasePool(Generic[C]):
 
     def _ensure_started(self) -> None:
         """Start the pool unless it runs; a closed pool cannot start again (``PoolClosed``)."""
+        if self._pid != os.getpid():  # forked, and the fork hook did not run
+            self._forget_after_fork()
+        if self._forked:  # the first use in a forked child: a pool of its own, from scratch
+            self._forked = False
+            self._start()
+            if True:  # ASYNC
+                self._fast.loop = _running_loop()
+            return
         if True:  # ASYNC
             loop = _running_loop()
             started = self._runner.loop is not None
@@ -411,6 +432,35 @@ class AsyncBasePool(Generic[C]):
     ) -> None:
         await self.close()
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child: forget the parent's connections and start afresh at the first use.
+
+        Nothing is sent on an inherited connection and nothing is closed on the server:
+        each socket is replaced, in this process only, by ``/dev/null``, so that the parent
+        keeps its sessions.  The lock, the core, the borrow path and the background work
+        are made anew (the parent's threads and loop do not exist here).
+        """
+        self._pid = os.getpid()
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            try:
+                self._driver.forget(conn)
+            except Exception:  # pragma: no cover - best effort
+                pass
+        core = self._core
+        self._lent = {}
+        self._dedicated = 0
+        self._backoff = BACKOFF_INITIAL
+        self._failing_since = None
+        self._reconnect_planned = False
+        self._runner = AsyncRunner(self._name, self._num_workers)
+        self._build_core(core.max_size, core.min_size)
+        for surface in list(self._closers):
+            surface._pool_forked()
+        self._closers = weakref.WeakSet()
+        if self._opened and not self._closed:
+            self._forked = True
+
     # -- public API ----------------------------------------------------------------------
 
     def connection(self, timeout: float | None = None) -> AbstractAsyncContextManager[C]:
@@ -426,7 +476,7 @@ class AsyncBasePool(Generic[C]):
         Raises ``PoolTimeout``, ``PoolClosed`` or ``TooManyRequests``, or the
         error of a connect that failed for a reason not worth retrying.
         """
-        return self._fast.connection(timeout)
+        return self._fast.connection(timeout)  # type: ignore[no-any-return]
 
     def acquire(self, timeout: float | None = None) -> AwaitableContext[AsyncPooledConnection[C]]:
         """Check out a connection; give it back with ``release()`` or an ``async with`` block.
@@ -582,6 +632,7 @@ class AsyncBasePool(Generic[C]):
         if True:  # ASYNC
             self._ensure_started()
         conn = await self._driver.connect()
+        self._conns[id(conn)] = conn
         try:
             if self._after_connect is not None:
                 await maybe_await(self._after_connect(conn, META_NEW))
@@ -620,6 +671,8 @@ class AsyncBasePool(Generic[C]):
 
     async def _get_slow(self, start: float, timeout: float | None) -> Any:
         """Queue for a connection, within one deadline for every phase."""
+        if self._forked or self._pid != os.getpid():  # the first use in a forked child
+            self._ensure_started()
         if timeout is None:
             timeout = self._acquire_timeout
         else:
@@ -819,6 +872,8 @@ class AsyncBasePool(Generic[C]):
 
         The commit or rollback is bounded by ``release_timeout``.
         """
+        if e.owner is not self._core:  # borrowed before a fork, in the parent: forgotten here
+            return
         if self._has_finish and self._driver.finish_action(e.conn, ok):
             try:
                 deadline = monotonic() + self._release_timeout
@@ -840,6 +895,8 @@ class AsyncBasePool(Generic[C]):
         The reset and the hook are bounded by ``release_timeout``: past it the connection
         is closed.
         """
+        if e.owner is not self._core:  # borrowed before a fork, in the parent: forgotten here
+            return
         conn = e.conn
         now = monotonic()
         deadline = now + self._release_timeout
@@ -874,6 +931,8 @@ class AsyncBasePool(Generic[C]):
 
     def _discard(self, e: Any) -> None:
         """Drop an in-use entry now and close its connection."""
+        if e.owner is not self._core:  # borrowed before a fork, in the parent: forgotten here
+            return
         with self._lock:
             n = self._core.discard(e)
         self._close_later([e.conn])
@@ -902,6 +961,7 @@ class AsyncBasePool(Generic[C]):
 
     async def _close_conns(self, conns: list[Any]) -> None:
         for conn in conns:
+            self._conns.pop(id(conn), None)
             try:
                 await self._driver.close(conn)
             except Exception as exc:
@@ -945,6 +1005,7 @@ class AsyncBasePool(Generic[C]):
                     settled = True
                     await self._connect_failed(exc, driver.retryable(exc))
                     return
+                self._conns[id(conn)] = conn
                 try:
                     hook = self._after_connect
                     if hook is not None:
@@ -1132,6 +1193,18 @@ class AsyncBasePool(Generic[C]):
         )
         err.__cause__ = self._driver.safe_error(cause)
         return err
+
+
+_pools: weakref.WeakSet[AsyncBasePool[Any]] = weakref.WeakSet()  # every pool of this kind, for fork
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_pools):
+        pool._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _reap(ref: weakref.ReferenceType[AsyncBasePool[Any]]) -> None:

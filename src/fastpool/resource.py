@@ -126,6 +126,12 @@ class Driver:
         """Cheap, I/O-free, run by the reaper on idle connections: is ``entry.conn`` unusable?"""
         return False
 
+    def forget(self, conn: Any) -> None:
+        """In a forked child: let go of an inherited connection without touching the server.
+
+        The parent keeps using the connection; the child must send nothing on it.
+        """
+
     def interrupt(self, conn: Any) -> bool:
         """Make I/O in progress on ``conn`` fail at once (its deadline passed); never blocks.
 
