@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
@@ -204,6 +205,85 @@ def own_cluster() -> Iterator[_Throwaway]:
         yield cluster
     finally:
         cluster.stop()
+
+
+class _PgBouncer:
+    """A pgbouncer process of our own, on a free port, in front of the test database."""
+
+    def __init__(self, dsn: str, pool_mode: str = "transaction") -> None:
+        binary = shutil.which("pgbouncer") or next(
+            (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None
+        )
+        if binary is None:
+            raise RuntimeError("no pgbouncer binary (Debian: apt-get install pgbouncer)")
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(dsn)
+        self.dbname = str(params.get("dbname") or "test")
+        self.user = str(params.get("user") or "postgres")
+        self.dir = tempfile.mkdtemp(prefix="fastpool-pgbouncer-")
+        self.port = _free_port()
+        prefix: list[str] = []
+        if os.geteuid() == 0:  # pgbouncer refuses to run as root
+            import pwd
+
+            name = "postgres" if "postgres" in {u.pw_name for u in pwd.getpwall()} else "nobody"
+            pw = pwd.getpwnam(name)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            prefix = ["runuser", "-u", name, "--"]
+        with open(os.path.join(self.dir, "userlist.txt"), "w") as f:
+            f.write(f'"{self.user}" ""\n')
+        ini = os.path.join(self.dir, "pgbouncer.ini")
+        with open(ini, "w") as f:
+            f.write(
+                f"[databases]\n{self.dbname} = host={params.get('host') or '127.0.0.1'} "
+                f"port={params.get('port') or 5432} dbname={self.dbname} user={self.user}\n"
+                f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+                f"auth_type = trust\nauth_file = {self.dir}/userlist.txt\npool_mode = {pool_mode}\n"
+                "max_client_conn = 500\ndefault_pool_size = 4\n"
+                "ignore_startup_parameters = extra_float_digits\n"
+                f"logfile = {self.dir}/pgbouncer.log\npidfile = {self.dir}/pgbouncer.pid\n"
+            )
+        for name in ("userlist.txt", "pgbouncer.ini"):
+            if prefix:
+                os.chown(os.path.join(self.dir, name), pw.pw_uid, pw.pw_gid)
+        self.proc = subprocess.Popen(
+            [*prefix, binary, ini], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 15
+        while _try_connect(self.dsn) is not None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self.stop()
+                raise RuntimeError(f"pgbouncer did not start: {err.strip()[-500:]}")
+            time.sleep(0.05)
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} dbname={self.dbname} user={self.user}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(dsn: str) -> Iterator[_PgBouncer]:
+    """A pgbouncer in transaction mode in front of the test database (skips without the binary)."""
+    try:
+        bouncer = _PgBouncer(dsn)
+    except Exception as exc:
+        if _flag("CI"):
+            pytest.fail(f"cannot start pgbouncer: {exc}")
+        pytest.skip(f"cannot start pgbouncer: {exc}")
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture

@@ -82,6 +82,7 @@ class AsyncOwnership(Generic[C]):
         for name, fn in (("post_checkout", post_checkout), ("pre_checkin", pre_checkin)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable or None")
+        pool._require_sessions(type(self).__name__, "an owner keeps one server session across transactions")
         self._pool: AsyncBasePool[C] = pool
         self._mode = mode
         self._ownership_timeout = check_duration("ownership_timeout", ownership_timeout, allow_none=True)

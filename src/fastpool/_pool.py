@@ -50,7 +50,10 @@ class Pool(BasePool[psycopg.Connection[Any]]):
     * ``queue_mode`` "lifo" (default: a hot set, the cold tail ages out) or
       "fifo"; ``max_waiting`` (0 = unbounded) before ``TooManyRequests``;
     * ``num_workers``: how many connections are opened at once, with backoff;
-    * ``recycle``: what a returned connection goes through (:class:`fastpool.Recycle`).
+    * ``recycle``: what a returned connection goes through (:class:`fastpool.Recycle`);
+    * ``transaction_pooling``: the server is PgBouncer in transaction mode (or alike):
+      prepared statements are off, and what needs a session (leadership,
+      ownership, sandbox, ``Recycle.CLEAN``) is refused with a clear error.
 
     Creating the pool does no I/O and needs no running loop: ``await
     pool.open()`` (or ``with Pool(...) as pool``, or
@@ -68,6 +71,7 @@ class Pool(BasePool[psycopg.Connection[Any]]):
         kwargs: dict[str, Any] | None = None,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
         recycle: Recycle = Recycle.FAST,
+        transaction_pooling: bool = False,
         **options: Unpack[PoolSettings],
     ) -> None:
         if not isinstance(recycle, Recycle):
@@ -77,7 +81,15 @@ class Pool(BasePool[psycopg.Connection[Any]]):
                 "recycle=CLEAN runs RESET ALL at every return: settings made with SET in after_connect "
                 "are undone; put session settings in the connection parameters instead"
             )
-        super().__init__(partial(PsycopgDriver, conninfo, kwargs, connection_class, recycle), **options)
+        make_driver = partial(
+            PsycopgDriver,
+            conninfo,
+            kwargs,
+            connection_class,
+            recycle,
+            transaction_pooling=transaction_pooling,
+        )
+        super().__init__(make_driver, **options)
 
     @classmethod
     def connect(cls, conninfo: str = "", **options: Any) -> Self:
@@ -90,6 +102,11 @@ class Pool(BasePool[psycopg.Connection[Any]]):
         """Create a pool that connects in the background (sqlx ``connect_lazy``)."""
         options["open"] = False
         return cls(conninfo, **options)
+
+    @property
+    def transaction_pooling(self) -> bool:
+        """True when the pool is set up for a transaction-pooling server (PgBouncer's transaction mode)."""
+        return self._driver.transaction_pooling
 
     @property
     def recycle(self) -> Recycle:
@@ -128,12 +145,15 @@ class Pool(BasePool[psycopg.Connection[Any]]):
     ) -> Leadership:
         """Return a guard on the advisory lock ``key``, taken by ``with`` (see ``fastpool.leadership``).
 
+        Refused (``ValueError``) with ``transaction_pooling``: a session lock needs a session.
+
         The lock is held on one connection of the pool (counted in
         ``max_size``), or, with ``dedicated=True``, on a connection opened for
         it outside ``max_size``.  ``heartbeat`` seconds: the pool checks the
         lock that often and calls ``on_lost(guard, error)`` once if it is
         gone.  ``timeout`` bounds getting the connection.
         """
+        self._require_sessions("leadership", "an advisory lock is held by one server session")
         return Leadership(
             self, key, dedicated=dedicated, heartbeat=heartbeat, on_lost=on_lost, timeout=timeout
         )

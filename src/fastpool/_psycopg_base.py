@@ -34,11 +34,18 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from . import _core_select
+from ._validate import session_needed
 from .errors import PoolTimeout
 from .recycle import Recycle
 from .resource import Driver
 
-__all__ = ["ASYNC_SETTERS", "PsycopgDriverBase", "changes", "conninfo_secrets", "scrub"]
+__all__ = [
+    "ASYNC_SETTERS",
+    "PsycopgDriverBase",
+    "changes",
+    "conninfo_secrets",
+    "scrub",
+]
 
 logger = logging.getLogger("fastpool")
 
@@ -155,6 +162,8 @@ class PsycopgDriverBase(Driver):
         connection_class: Any = psycopg.Connection,
         recycle: Recycle = Recycle.FAST,
         default_connect_timeout: float | None = None,
+        *,
+        transaction_pooling: bool = False,
     ) -> None:
         if not isinstance(conninfo, str):
             raise TypeError(f"conninfo must be a str, got {type(conninfo).__name__}")
@@ -168,6 +177,13 @@ class PsycopgDriverBase(Driver):
             )
         if not isinstance(recycle, Recycle):
             raise TypeError(f"recycle must be a fastpool.Recycle, got {type(recycle).__name__}")
+        if not isinstance(transaction_pooling, bool):
+            raise TypeError(f"transaction_pooling must be True or False, got {transaction_pooling!r}")
+        if transaction_pooling and recycle.sql is not None:
+            raise ValueError(
+                session_needed(f"recycle={recycle!r}", "it resets the session at every return", "this pool")
+            )
+        self.transaction_pooling = transaction_pooling
         self.recycle = recycle
         self.always_check = recycle.verify_on_acquire
         self._recycle_sql = recycle.sql
@@ -176,6 +192,8 @@ class PsycopgDriverBase(Driver):
         self.epoch = 0  # bumped by clear_prepared()
         self.close_returns = False
         kwargs = dict(kwargs or {})
+        if transaction_pooling:  # a prepared statement lives in one server session, which is not ours
+            kwargs["prepare_threshold"] = None
         self._secrets = conninfo_secrets(conninfo, kwargs)
         error = None
         try:
@@ -306,6 +324,8 @@ class PsycopgDriverBase(Driver):
         return 0  # ACTIVE or UNKNOWN: the state is unknown, never reuse it
 
     def _needs_deallocate(self, st: Any) -> bool:
+        if self.transaction_pooling:  # nothing is prepared, and no session would keep it
+            return False
         if st is not None and st.epoch != self.epoch:  # clear_prepared() was called since
             st.epoch = self.epoch
             return True

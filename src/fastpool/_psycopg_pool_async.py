@@ -109,7 +109,8 @@ class AsyncConnectionPool(AsyncBasePool[Any]):
     ``close_returns``, ``timeout=30``, ``max_waiting=0``, ``max_lifetime=3600``,
     ``max_idle=600``, ``reconnect_timeout=300``, ``reconnect_failed(pool)``,
     ``num_workers=3``; plus fastpool's ``recycle``, ``fail_fast_after`` (off by
-    default here, as psycopg_pool has no such thing) and ``release_timeout``.
+    default here, as psycopg_pool has no such thing), ``release_timeout`` and
+    ``transaction_pooling`` (for PgBouncer's transaction mode).
     The callbacks may be plain or coroutine functions.
     """
 
@@ -139,6 +140,7 @@ class AsyncConnectionPool(AsyncBasePool[Any]):
         recycle: Recycle = Recycle.FAST,
         fail_fast_after: float | None = None,
         release_timeout: float = 5.0,
+        transaction_pooling: bool = False,
     ) -> None:
         # psycopg_pool's parameters are checked under their own names
         if isinstance(min_size, int) and not isinstance(min_size, bool) and min_size < 0:
@@ -173,7 +175,14 @@ class AsyncConnectionPool(AsyncBasePool[Any]):
         self.num_workers = num_workers
         self._baseline: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         super().__init__(
-            partial(AsyncPsycopgDriver, conninfo, kwargs, connection_class, recycle),
+            partial(
+                AsyncPsycopgDriver,
+                conninfo,
+                kwargs,
+                connection_class,
+                recycle,
+                transaction_pooling=transaction_pooling,
+            ),
             open=False,
             start=open is not False,
             min_size=min_size,

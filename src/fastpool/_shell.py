@@ -57,7 +57,15 @@ from . import _core_select
 from ._acompat import TIMEOUT_MAX, Runner, sleep, wake
 from ._meta import META_NEW, ConnectionMetadata
 from ._types import C, Hook, PoolSettings
-from ._validate import check_bool, check_count, check_duration, check_options, check_seconds, check_sizes
+from ._validate import (
+    check_bool,
+    check_count,
+    check_duration,
+    check_options,
+    check_seconds,
+    check_sizes,
+    session_needed,
+)
 from .errors import PoolClosed, PoolTimeout, TooManyRequests, WrongPoolError
 from .resource import Driver, ResourceDriver
 
@@ -568,6 +576,12 @@ class BasePool(Generic[C]):
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the background soon; safe from any thread and from finalizers."""
         self._runner.soon(fn, *args)
+
+    def _require_sessions(self, what: str, why: str) -> None:
+        """Refuse ``what``, which needs the same server session across transactions, under
+        ``transaction_pooling``; ``ValueError`` says why."""
+        if self._driver.transaction_pooling:
+            raise ValueError(session_needed(what, why, self._name))
 
     def _phase(self, conn: Any, deadline: float, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)``, which does I/O on ``conn``, and return its result, by ``deadline``.

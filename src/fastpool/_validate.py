@@ -14,6 +14,7 @@ __all__ = [
     "check_options",
     "check_seconds",
     "check_sizes",
+    "session_needed",
 ]
 
 
@@ -121,3 +122,12 @@ def check_options(
     check_duration("fail_fast_after", fail_fast_after, allow_none=True, allow_zero=True)
     assert timeout is not None
     return timeout
+
+
+def session_needed(what: str, why: str, pool: str) -> str:
+    """The message refusing ``what`` on a pool with ``transaction_pooling=True``."""
+    return (
+        f"{what} needs session pooling ({why}), but {pool} has transaction_pooling=True: with "
+        "transaction pooling (PgBouncer's transaction mode) every transaction may run on another "
+        "server session"
+    )

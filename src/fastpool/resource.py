@@ -142,6 +142,7 @@ class Driver:
         return False
 
     always_check: bool = False  # check() at every hand-out from idle (VERIFIED)
+    transaction_pooling: bool = False  # the server side keeps no session between transactions
     pool: Any = None  # a weak reference to the pool using this driver, set by the pool
 
     def snapshot(self, conn: Any) -> Any:
