@@ -108,7 +108,8 @@ def count(impl: str, n: int, dsn: str) -> int:
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
             sys.executable, "-m", "bench.instructions", "--child", impl, str(n), "--dsn", dsn,
         ]  # fmt: skip
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}  # one dict layout
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         m = re.search(r"Collected\s*:\s*(\d+)", res.stderr)
         if not m:
             raise SystemExit(f"callgrind failed for {impl}:\n{res.stderr[-2000:]}")
@@ -127,6 +128,9 @@ def main() -> int:
     p.add_argument("-n", type=int, default=2000)
     p.add_argument("--child", nargs=2, metavar=("IMPL", "N"))
     args = p.parse_args()
+    unknown = [i for i in args.impls if i not in IMPLS + ASYNC_IMPLS + TASKS_IMPLS]
+    if unknown:
+        p.error(f"unknown: {', '.join(unknown)}; choose from {', '.join(IMPLS + ASYNC_IMPLS + TASKS_IMPLS)}")
     if args.child:
         child(args.child[0], int(args.child[1]), args.dsn)
         return 0

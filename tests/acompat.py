@@ -18,6 +18,8 @@ __all__ = [
     "Event",
     "gather",
     "gather_async",
+    "off_loop",
+    "off_loop_async",
     "run_all",
     "run_all_async",
     "skip_sync",
@@ -40,6 +42,16 @@ sleep = time.sleep
 def skip_sync(fn: F) -> F:
     """Mark an async test as asyncio-only: the generator leaves it out of the sync tests."""
     return fn
+
+
+async def off_loop_async(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run the blocking ``fn(*args)`` in a thread, so that the loop keeps running meanwhile."""
+    return await asyncio.to_thread(fn, *args)
+
+
+def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run the blocking ``fn(*args)`` (the threaded twin of ``off_loop_async``)."""
+    return fn(*args)
 
 
 def spawn_async(fn: Callable[..., Awaitable[Any]], *args: Any) -> asyncio.Task[Any]:

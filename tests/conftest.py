@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -84,24 +84,33 @@ def _try_connect(dsn: str) -> str | None:
         return str(exc).strip().splitlines()[0]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-class _Throwaway:
-    """A PostgreSQL cluster in a temp dir, run as a non-root user when we are root."""
+def _pg_bindir() -> str:
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
+        [shutil.which("initdb")] if shutil.which("initdb") else []
+    )
+    if not bins:
+        raise RuntimeError("no PostgreSQL binaries (initdb) found")
+    return os.path.dirname(bins[-1])  # type: ignore[type-var]
 
-    def __init__(self) -> None:
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
-            [shutil.which("initdb")] if shutil.which("initdb") else []
-        )
-        if not bins:
-            raise RuntimeError("no PostgreSQL binaries (initdb) found")
-        self.bindir = os.path.dirname(bins[-1])  # type: ignore[type-var]
+
+class _Throwaway:
+    """A PostgreSQL cluster in a temp dir, run as a non-root user when we are root.
+
+    With ``standby_of``, a streaming standby of that cluster (``pg_basebackup -R``)
+    instead of a new one.
+    """
+
+    def __init__(self, standby_of: _Throwaway | None = None) -> None:
+        self.bindir = _pg_bindir()
         self.dir = tempfile.mkdtemp(prefix="fastpool-pg-")
-        self.port = _free_port()
+        self.port = free_port()
         self.prefix: list[str] = []
         if os.geteuid() == 0:
             import pwd
@@ -114,18 +123,27 @@ class _Throwaway:
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
             self.prefix = ["runuser", "-u", user, "--"]
         data = os.path.join(self.dir, "data")
-        self._run([f"{self.bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        if standby_of is None:
+            self._run([f"{self.bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
+        else:  # a copy of the primary that follows it (standby.signal and primary_conninfo)
+            primary = f"host=127.0.0.1 port={standby_of.port} user=postgres"
+            backup = [f"{self.bindir}/pg_basebackup", "-D", data, "-d", primary, "-c", "fast"]
+            self._run([*backup, "-R", "-X", "stream"])
         with open(os.path.join(data, "postgresql.auto.conf"), "a") as f:  # kept across restarts
             f.write(f"port = {self.port}\nunix_socket_directories = '{self.dir}'\n")
             f.write("listen_addresses = '127.0.0.1'\nfsync = off\n")
-        self._run([f"{self.bindir}/pg_ctl", "-D", data, "-o", opts, "-l", f"{self.dir}/log", "-w", "start"])
+        self._run([f"{self.bindir}/pg_ctl", "-D", data, "-l", f"{self.dir}/log", "-w", "start"])
         self.data = data
-        with psycopg.connect(
-            f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres", autocommit=True
-        ) as c:
-            c.execute("CREATE DATABASE test")
+        if standby_of is None:
+            with psycopg.connect(
+                f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres", autocommit=True
+            ) as c:
+                c.execute("CREATE DATABASE test")
         self.dsn = f"host=127.0.0.1 port={self.port} dbname=test user=postgres"
+
+    def promote(self) -> None:
+        """Promote a standby to a primary; return once it accepts writes."""
+        self._run([f"{self.bindir}/pg_ctl", "-D", self.data, "-w", "promote"])
 
     def restart(self) -> None:
         """Restart the server (fast shutdown: every session is terminated)."""
@@ -154,8 +172,10 @@ class _Throwaway:
         subprocess.run(self.prefix + cmd, check=True, capture_output=True, timeout=120)
 
     def stop(self) -> None:
+        """Stop the server if it runs, and delete the cluster."""
         try:
-            self._run([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "stop"])
+            if not self.is_down():
+                self._run([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "stop"])
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -188,23 +208,48 @@ def dsn() -> Iterator[str]:
         finally:
             cluster.stop()
         return
-    msg = "no PostgreSQL server for the DB tests: " + "; ".join(reasons)
-    if _flag("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    unavailable("no PostgreSQL server for the DB tests: " + "; ".join(reasons))
 
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[_Throwaway]:
-    """A private throwaway cluster that a test may restart (skips without binaries)."""
+    """A private throwaway cluster that a test may restart (skips without binaries; fails under CI)."""
     try:
         cluster = _Throwaway()
     except Exception as exc:
-        pytest.skip(f"cannot start a throwaway PostgreSQL cluster: {exc}")
+        unavailable(f"cannot start a throwaway PostgreSQL cluster: {exc}")
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def replicated() -> Iterator[tuple[_Throwaway, _Throwaway]]:
+    """A new primary and its streaming standby, each a throwaway cluster (the test may kill and
+    promote them); skips without the binaries, fails under CI."""
+    try:
+        primary = _Throwaway()
+    except Exception as exc:
+        unavailable(f"cannot start a throwaway PostgreSQL cluster: {exc}")
+    try:
+        try:
+            standby = _Throwaway(standby_of=primary)
+        except Exception as exc:
+            unavailable(f"cannot start a streaming standby: {exc}")
+        try:
+            yield primary, standby
+        finally:
+            standby.stop()
+    finally:
+        primary.stop()
+
+
+def unavailable(msg: str) -> NoReturn:
+    """Skip for a missing binary or server, with the reason; fail instead under CI."""
+    if _flag("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 class _PgBouncer:
@@ -222,7 +267,7 @@ class _PgBouncer:
         self.dbname = str(params.get("dbname") or "test")
         self.user = str(params.get("user") or "postgres")
         self.dir = tempfile.mkdtemp(prefix="fastpool-pgbouncer-")
-        self.port = _free_port()
+        self.port = free_port()
         prefix: list[str] = []
         if os.geteuid() == 0:  # pgbouncer refuses to run as root
             import pwd
@@ -277,9 +322,7 @@ def pgbouncer(dsn: str) -> Iterator[_PgBouncer]:
     try:
         bouncer = _PgBouncer(dsn)
     except Exception as exc:
-        if _flag("CI"):
-            pytest.fail(f"cannot start pgbouncer: {exc}")
-        pytest.skip(f"cannot start pgbouncer: {exc}")
+        unavailable(f"cannot start pgbouncer: {exc}")
     try:
         yield bouncer
     finally:

@@ -206,3 +206,29 @@ def test_seeded_sequences(block: int) -> None:
 @given(st.integers(min_value=0, max_value=2**63))
 def test_hypothesis_sequences(seed: int) -> None:
     run_lockstep(seed, n_ops=120)
+
+
+class _Reported:
+    """What a server last reported, as psycopg's ``pgconn.parameter_status`` gives it."""
+
+    def __init__(self, hot: bytes | None, read_only: bytes | None) -> None:
+        self._status = {b"in_hot_standby": hot, b"default_transaction_read_only": read_only}
+
+    def parameter_status(self, name: bytes) -> bytes | None:
+        return self._status[name]
+
+
+@pytest.mark.parametrize("hot", [b"on", b"off", None])
+@pytest.mark.parametrize("read_only", [b"on", b"off", None])
+def test_both_twins_judge_the_server_role_alike(hot: bytes | None, read_only: bytes | None) -> None:
+    c, py = load_twin("c"), load_twin("python")
+    pg = _Reported(hot, read_only)
+    expected = {  # libpq's target_session_attrs rules; a server that reports nothing passes
+        py.ROLE_ANY: True,
+        py.ROLE_READ_WRITE: hot is None or (hot == b"off" and read_only != b"on"),
+        py.ROLE_PRIMARY: hot != b"on",
+        py.ROLE_READ_ONLY: hot is None or hot == b"on" or read_only == b"on",
+        py.ROLE_STANDBY: hot is None or hot == b"on",
+    }
+    for role, ok in expected.items():
+        assert c.role_ok(pg, role) is ok and py.role_ok(pg, role) is ok, (role, hot, read_only)

@@ -10,9 +10,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 import fastpool
 from fastpool import ConnectionPool, Pool, PoolTimeout, ResourcePool
+from fastpool._psycopg_base import endpoints
 
 from .resources import Ctx, Res
 
@@ -101,6 +103,36 @@ def test_pool_options_are_checked_at_construction(
 ) -> None:
     with pytest.raises(exc, match=match):
         Pool("host=127.0.0.1 port=1 dbname=x user=x", **kw)
+
+
+def test_target_session_attrs_is_checked_at_construction(twin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="target_session_attrs must be one of"):
+        Pool("host=127.0.0.1 port=1 dbname=x user=x target_session_attrs=master", open=False)
+    with pytest.raises(ValueError, match="target_session_attrs"):
+        ConnectionPool("host=127.0.0.1 port=1", kwargs={"target_session_attrs": "rw"}, open=False)
+    monkeypatch.setenv("PGTARGETSESSIONATTRS", "writable")  # libpq reads it too
+    with pytest.raises(ValueError, match="target_session_attrs"):
+        Pool("host=127.0.0.1 port=1 dbname=x user=x", open=False)
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "where"),
+    [
+        ("host=a,b port=5433,5434 target_session_attrs=read-write", "a:5433,b:5434"),
+        ("host=a,b port=6000", "a:6000,b:6000"),
+        ("host=a,b", "a:5432,b:5432"),
+        ("postgresql://u:secret@a:1,b:2/db?target_session_attrs=primary", "a:1,b:2"),
+        ("host=/run/postgresql port=5439", "local socket (port 5439)"),
+    ],
+)
+def test_a_multi_host_conninfo_names_every_server(conninfo: str, where: str) -> None:
+    assert endpoints(conninfo_to_dict(conninfo)) == where
+
+
+def test_connect_errors_name_every_server(twin: str) -> None:
+    pool = Pool("host=127.0.0.1,127.0.0.1 port=1,2 dbname=x user=x", open=False)
+    with pytest.raises(PoolTimeout, match=r"127\.0\.0\.1:1,127\.0\.0\.1:2"):
+        pool.open(wait=True, timeout=0.5)
 
 
 def test_a_huge_max_size_allocates_by_use(twin: str) -> None:

@@ -74,7 +74,8 @@ DOC_PHRASES = (
     (re.compile(r"\b[Aa]n (?=(``)?with\b)"), lambda m: "A " if m.group(0)[0] == "A" else "a "),
     (re.compile(r"\b([Aa])n asyncio\b"), r"\1 threaded"),
     (re.compile(r"\basyncio (?=pools?\b|shell\b|driver\b|form\b|surface\b|one\b)"), "threaded "),
-    (re.compile(r"\bcoroutine functions?\b"), "functions"),
+    (re.compile(r"\bmay be a plain or a coroutine function\b"), "is a plain function"),
+    (re.compile(r"\bcoroutine (functions?)\b"), r"\1"),
 )
 
 _ASYNC_NAME = re.compile(r"^(_*)Async([A-Z]\w*)$")

@@ -30,7 +30,6 @@ cdef extern from "pythread.h":
 from collections import deque
 
 __all__ = [
-    "readable",
     "ENQUEUE_CLOSED",
     "ENQUEUE_FULL",
     "ENTRY_CLOSED",
@@ -46,6 +45,11 @@ __all__ = [
     "PUT_PLAIN",
     "PUT_PSYCOPG",
     "PUT_SLOW",
+    "ROLE_ANY",
+    "ROLE_PRIMARY",
+    "ROLE_READ_ONLY",
+    "ROLE_READ_WRITE",
+    "ROLE_STANDBY",
     "AsyncBorrow",
     "AsyncFastPath",
     "Borrow",
@@ -56,6 +60,8 @@ __all__ = [
     "NoLock",
     "PoolCore",
     "Waiter",
+    "readable",
+    "role_ok",
 ]
 
 cdef extern from *:

@@ -2,9 +2,36 @@
 #
 # What the fast path knows of psycopg connections, kept apart from the generic core:
 # ClientState (a connection's client-side settings when it joined the pool, read straight
-# from its __dict__), the socket probe and the IDLE/unchanged test of a returned connection.
+# from its __dict__), the socket probe, the IDLE/unchanged test of a returned connection and
+# the server-role test (target_session_attrs).
 
 cdef object _MISSING = object()
+
+# the target_session_attrs the return path checks (what the server last reported, no I/O)
+ROLE_ANY = 0
+ROLE_READ_WRITE = 1
+ROLE_PRIMARY = 2
+ROLE_READ_ONLY = 3
+ROLE_STANDBY = 4
+
+
+cpdef bint role_ok(pgconn, int role) except -1:
+    """True when the server of ``pgconn`` matches ``role`` (a ``ROLE_*``), or cannot tell.
+
+    Reads what the server reported last (``in_hot_standby``, ``default_transaction_read_only``:
+    PostgreSQL 14+); before 14 they are not reported and any server passes.
+    """
+    if role == 0:
+        return True
+    hot = pgconn.parameter_status(b"in_hot_standby")
+    if hot is None:
+        return True
+    if role == 2:
+        return hot != b"on"
+    if role == 4:
+        return hot == b"on"
+    ro = hot == b"on" or pgconn.parameter_status(b"default_transaction_read_only") == b"on"
+    return ro == (role == 3)
 
 
 cdef inline object _dget(dict d, str key):
@@ -36,13 +63,14 @@ cdef class ClientState:
     cdef public object notice_handlers
     cdef public object notify_handlers
     cdef public long long epoch
+    cdef public int role  # ROLE_*: the server role every return checks
     cdef public object pgconn
     cdef public long long fd
     cdef dict _d  # conn.__dict__: read directly, skipping the type's attribute lookup
     cdef dict _pd  # conn._prepared.__dict__
     cdef object _pt  # what _pd held for prepare_threshold at the snapshot (or _MISSING)
 
-    def __init__(self, conn, epoch):
+    def __init__(self, conn, epoch, int role=0):
         self.autocommit = conn._autocommit
         self.isolation_level = conn._isolation_level
         self.read_only = conn._read_only
@@ -53,6 +81,7 @@ cdef class ClientState:
         self.notice_handlers = list(conn._notice_handlers)
         self.notify_handlers = list(conn._notify_handlers)
         self.epoch = epoch
+        self.role = role
         self.pgconn = conn.pgconn
         self.fd = conn.pgconn.socket
         d = getattr(conn, "__dict__", None)
@@ -107,12 +136,17 @@ cdef inline bint _psycopg_ready(Entry e, double now) except -1:
 
 
 cdef inline bint _psycopg_returnable(Entry e, double now, long long epoch) except -1:
-    """A returned psycopg connection may go straight back: unexpired, IDLE, settings unchanged."""
+    """A returned psycopg connection may go straight back: unexpired, IDLE, settings unchanged,
+    and its server still in the role the pool wants."""
     cdef ClientState st
     if type(e.data) is not ClientState:
         return False
     st = <ClientState>e.data
     pg = st.pgconn
     return (  # libpq reports a bad connection's transaction status as UNKNOWN, never IDLE (0)
-        pg.transaction_status == 0 and now < e.expires_at and st.epoch == epoch and st.same(e.conn)
+        pg.transaction_status == 0
+        and now < e.expires_at
+        and st.epoch == epoch
+        and st.same(e.conn)
+        and (st.role == 0 or role_ok(pg, st.role))
     )

@@ -28,7 +28,17 @@ from collections import deque
 from time import monotonic as _monotonic
 from typing import Any
 
-from ._core_psycopg_py import ClientState, psycopg_ready, psycopg_returnable
+from ._core_psycopg_py import (
+    ROLE_ANY,
+    ROLE_PRIMARY,
+    ROLE_READ_ONLY,
+    ROLE_READ_WRITE,
+    ROLE_STANDBY,
+    ClientState,
+    psycopg_ready,
+    psycopg_returnable,
+    role_ok,
+)
 
 __all__ = [
     "ENQUEUE_CLOSED",
@@ -42,6 +52,11 @@ __all__ = [
     "PUT_PLAIN",
     "PUT_PSYCOPG",
     "PUT_SLOW",
+    "ROLE_ANY",
+    "ROLE_PRIMARY",
+    "ROLE_READ_ONLY",
+    "ROLE_READ_WRITE",
+    "ROLE_STANDBY",
     "WAITER_CANCELLED",
     "WAITER_FAILED",
     "WAITER_SERVED",
@@ -57,6 +72,7 @@ __all__ = [
     "PoolCore",
     "Waiter",
     "readable",
+    "role_ok",
 ]
 
 

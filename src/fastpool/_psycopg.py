@@ -67,6 +67,9 @@ class PsycopgDriver(PsycopgDriverBase):
         if conn.closed:
             raise psycopg.OperationalError("connection is closed")
         run_autocommit(conn, "")
+        err = self.role_error(conn)  # what the server reported in this round trip
+        if err is not None:
+            raise err
 
     def reset(self, entry: Any) -> bool:
         conn = entry.conn
@@ -88,7 +91,7 @@ class PsycopgDriver(PsycopgDriverBase):
         if sql is not None:
             run_autocommit(conn, sql)
             self._drop_backlog(conn)
-        return True
+        return self.target_session_attrs is None or not self.role_changed(conn)
 
     def finish(self, conn: Any, ok: bool) -> None:
         action = self.finish_action(conn, ok)

@@ -65,6 +65,9 @@ class AsyncPsycopgDriver(PsycopgDriverBase):
         if conn.closed:
             raise psycopg.OperationalError("connection is closed")
         await run_autocommit_async(conn, "")
+        err = self.role_error(conn)  # what the server reported in this round trip
+        if err is not None:
+            raise err
 
     async def reset(self, entry: Any) -> bool:
         conn = entry.conn
@@ -86,7 +89,7 @@ class AsyncPsycopgDriver(PsycopgDriverBase):
         if sql is not None:
             await run_autocommit_async(conn, sql)
             self._drop_backlog(conn)
-        return True
+        return self.target_session_attrs is None or not self.role_changed(conn)
 
     async def finish(self, conn: Any, ok: bool) -> None:
         action = self.finish_action(conn, ok)

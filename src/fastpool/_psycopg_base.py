@@ -17,6 +17,13 @@ recycling method's SQL, if any (CLEAN, CUSTOM), runs in autocommit.
 Acquire-time check: ``needs_check`` is I/O-free (connection status plus a
 zero-timeout readability probe of the socket, which catches a backend that was
 terminated while idle); ``check`` is an empty query in autocommit.
+
+Server role (``target_session_attrs`` read-write, primary, read-only, standby):
+libpq applies it only when connecting.  The server reports ``in_hot_standby``
+and ``default_transaction_read_only`` (PostgreSQL 14+) at the first message
+exchange after they change, so the driver reads them after the round trips
+the pool makes anyway (``check``, the return-time reset) and at every return:
+a connection whose server no longer matches is discarded, never handed out.
 """
 
 from __future__ import annotations
@@ -66,6 +73,48 @@ _TRANSIENT_FATAL = (
     "sorry, too many clients",
 )
 _TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
+
+# target_session_attrs values libpq knows; those the pool checks after connecting (core ROLE_*)
+_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+_ROLE_CODES = {"read-write": 1, "primary": 2, "read-only": 3, "standby": 4}
+
+
+def endpoints(params: Mapping[str, Any]) -> str:
+    """``host:port`` for each server a conninfo names, comma-separated (libpq pairs the lists)."""
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    ports = str(params.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    out = []
+    for i, host in enumerate(hosts):
+        port = ports[i] if i < len(ports) else ports[-1]
+        port = port or "5432"
+        if not host or host.startswith("/") or host.startswith("@"):
+            out.append(f"local socket (port {port})")
+        else:
+            out.append(f"{host}:{port}")
+    return ",".join(out)
+
+
+def session_attrs(params: Mapping[str, Any]) -> str | None:
+    """The ``target_session_attrs`` the pool must keep checking (None: any server will do).
+
+    ``ValueError`` names the option for a value libpq would refuse.
+    """
+    value = params.get("target_session_attrs") or os.environ.get("PGTARGETSESSIONATTRS") or "any"
+    if value not in _SESSION_ATTRS:
+        raise ValueError(f"target_session_attrs must be one of {', '.join(_SESSION_ATTRS)}; got {value!r}")
+    return value if value in _ROLE_CODES else None
+
+
+def role_problem(pgconn: Any, target: str) -> str:
+    """What the server of ``pgconn`` reported that ``target`` does not accept (for messages)."""
+    hot = pgconn.parameter_status(b"in_hot_standby") == b"on"
+    if target in {"primary", "standby"}:
+        return "a standby (in_hot_standby=on)" if hot else "a primary (in_hot_standby=off)"
+    if target == "read-only":
+        return "writable (in_hot_standby=off, default_transaction_read_only=off)"
+    return f"read-only ({'in_hot_standby=on' if hot else 'default_transaction_read_only=on'})"
 
 
 # where a password can stand in a conninfo or in a message quoting one
@@ -204,19 +253,19 @@ class PsycopgDriverBase(Driver):
             raise ValueError(error)
         if params.get("password"):
             self._secrets = sorted({*self._secrets, str(params["password"])}, key=len, reverse=True)
+        self.target_session_attrs = session_attrs(params)
+        self._role = _ROLE_CODES.get(self.target_session_attrs or "", 0)  # the core's ROLE_*
         if default_connect_timeout is not None and "connect_timeout" not in params:
             kwargs["connect_timeout"] = max(2, int(default_connect_timeout + 0.999))
         self.conninfo = conninfo
         self.kwargs = kwargs
         self.connection_class: Any = connection_class
-        host = str(params.get("host") or params.get("hostaddr") or "")
-        port = str(params.get("port") or "5432")
-        self._target = f"{host or 'local socket'}:{port}" if host else f"local socket (port {port})"
+        self._target = endpoints(params)
 
     # -- shared, I/O-free -------------------------------------------------------
 
     def snapshot(self, conn: Any) -> Any:
-        return _core_select.core.ClientState(conn, self.epoch)
+        return _core_select.core.ClientState(conn, self.epoch, self._role)
 
     def needs_check(self, entry: Any, now: float) -> bool:
         return self._probe(entry)
@@ -337,11 +386,33 @@ class PsycopgDriverBase(Driver):
             if backlog:
                 backlog.clear()
 
+    def role_error(self, conn: Any) -> psycopg.OperationalError | None:
+        """The error to close ``conn`` with if its server no longer matches ``target_session_attrs``."""
+        target = self.target_session_attrs
+        pgconn = conn.pgconn
+        if target is None or _core_select.core.role_ok(pgconn, self._role):
+            return None
+        where = endpoints({"host": pgconn.host.decode(), "port": pgconn.port.decode()})
+        return psycopg.OperationalError(
+            f"{where}: the server is now {role_problem(pgconn, target)}; "
+            f"the pool wants target_session_attrs={target}"
+        )
+
+    def role_changed(self, conn: Any) -> bool:
+        """True (and logged) when ``conn``'s server no longer matches ``target_session_attrs``."""
+        err = self.role_error(conn)
+        if err is None:
+            return False
+        logger.warning("closing a returned connection: %s", err)
+        return True
+
     def reset_now(self, entry: Any) -> int:
         """The I/O-free part of the reset: 0 discard, 1 done, 2 the reset (with I/O) must run."""
         action = self._begin_reset(entry)
-        if action != 1:
-            return action
+        if action == 0 or (self.target_session_attrs is not None and self.role_changed(entry.conn)):
+            return 0
+        if action == 2:
+            return 2
         st = entry.data
         if st is not None and (not st.same(entry.conn) or st.epoch != self.epoch):
             return 2

@@ -118,7 +118,7 @@ class Sandbox(Ownership[psycopg.Connection[Any]]):
 
         Unlike Ecto's, this does not check the caller's sandbox in first (that
         would silently roll it back); it needs one spare connection in the
-        pool.  ``fn`` may be a plain or a functions.
+        pool.  ``fn`` is a plain function.
         """
         with self._pool.connection() as conn:
             return fn(conn)

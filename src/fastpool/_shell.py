@@ -591,7 +591,7 @@ class BasePool(Generic[C]):
         closes the connection.  On asyncio ``fn`` runs in a task of its own, so that
         cancelling the caller does not make psycopg send a cancel request and wait for its
         answer: the socket is shut instead and the cancellation completes at once.
-        ``fn`` may be a plain or a functions.
+        ``fn`` is a plain function.
         """
         alarm = self._runner.alarm(deadline - monotonic(), self._driver.interrupt, conn)
         try:
