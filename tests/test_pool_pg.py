@@ -395,8 +395,10 @@ def test_backend_killed_while_borrowed(make_pool: Any, admin: Any) -> None:
 
 def test_pool_options_connect(twin: str, dsn: str, app_name: str, admin: Any) -> None:
     opts = fastpool.PoolOptions(max_connections=3, min_connections=2, acquire_timeout=5)
+    # A lazy pool may fill min_connections in the background: it gets a name of its own.
+    lazy_kwargs = {"application_name": app_name + "-lazy"}
     pool = opts.connect(dsn, kwargs={"application_name": app_name})
-    lazy = opts.connect_lazy(dsn, kwargs={"application_name": app_name})
+    lazy = opts.connect_lazy(dsn, kwargs=lazy_kwargs)
     try:
         assert len(backends(admin, app_name)) == 2
         with pool.connection() as conn:

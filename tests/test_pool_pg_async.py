@@ -402,12 +402,14 @@ async def test_backend_killed_while_borrowed(make_pool_async: Any, admin: Any) -
 
 async def test_pool_options_connect(twin: str, dsn: str, app_name: str, admin: Any) -> None:
     opts = fastpool.PoolOptions(max_connections=3, min_connections=2, acquire_timeout=5)
+    # A lazy pool may fill min_connections in the background: it gets a name of its own.
+    lazy_kwargs = {"application_name": app_name + "-lazy"}
     if True:  # ASYNC
         pool = await opts.aconnect(dsn, kwargs={"application_name": app_name})
-        lazy = opts.aconnect_lazy(dsn, kwargs={"application_name": app_name})
+        lazy = opts.aconnect_lazy(dsn, kwargs=lazy_kwargs)
     else:
         pool = opts.connect(dsn, kwargs={"application_name": app_name})
-        lazy = opts.connect_lazy(dsn, kwargs={"application_name": app_name})
+        lazy = opts.connect_lazy(dsn, kwargs=lazy_kwargs)
     try:
         assert len(backends(admin, app_name)) == 2
         async with pool.connection() as conn:
