@@ -3,9 +3,12 @@
 ``python -m bench.instructions [--dsn DSN] [impl ...]`` runs each implementation
 under ``valgrind --tool=callgrind`` twice (N and 6N borrows) and reports the
 difference divided by 5N: the instructions one borrow+return costs, start-up
-excluded.  Implementations: fastpool-c, fastpool-python, psycopg_pool,
-psycopg_pool-getconn, sqlalchemy, floor, and the asyncio ones async-fastpool-c,
-async-fastpool-python, async-psycopg_pool, and 64 tasks on 4 connections
+excluded.  Implementations: fastpool-c, fastpool-python, fastpool-getconn-c,
+dropin-c and dropin-getconn-c (the psycopg_pool-compatible ``ConnectionPool``),
+psycopg_pool, psycopg_pool-getconn, sqlalchemy, floor, and the asyncio ones
+async-fastpool-c, async-fastpool-python, async-dropin-c, async-psycopg_pool (and
+their ``-getconn`` variants: getconn/putconn instead of ``connection()``),
+and 64 tasks on 4 connections
 tasks64-fastpool-c, tasks64-fastpool-python, tasks64-psycopg_pool (all but
 floor need a server).
 """
@@ -23,20 +26,45 @@ from collections.abc import Callable
 
 from fastpool._bench_shapes import async_pg, resolve_dsn, sync_pg
 
-IMPLS = ["floor", "fastpool-c", "fastpool-python", "psycopg_pool", "psycopg_pool-getconn", "sqlalchemy"]
-ASYNC_IMPLS = ["async-fastpool-c", "async-fastpool-python", "async-psycopg_pool"]
+IMPLS = [
+    "floor",
+    "fastpool-c",
+    "fastpool-python",
+    "fastpool-getconn-c",
+    "dropin-c",
+    "dropin-getconn-c",
+    "psycopg_pool",
+    "psycopg_pool-getconn",
+    "sqlalchemy",
+]
+ASYNC_IMPLS = [
+    "async-fastpool-c",
+    "async-fastpool-python",
+    "async-fastpool-getconn-c",
+    "async-dropin-c",
+    "async-dropin-getconn-c",
+    "async-psycopg_pool",
+    "async-psycopg_pool-getconn",
+]
 TASKS_IMPLS = ["tasks64-fastpool-c", "tasks64-fastpool-python", "tasks64-psycopg_pool"]
 #: command-line names -> the shapes' implementation names
 SHAPE_NAMES = {
     "floor": "floor: deque+Lock",
     "fastpool-c": "fastpool[c]",
     "fastpool-python": "fastpool[python]",
+    "fastpool-getconn-c": "fastpool[c] getconn/putconn",
+    "dropin-c": "fastpool[c] ConnectionPool",
+    "dropin-getconn-c": "fastpool[c] ConnectionPool getconn/putconn",
     "psycopg_pool": "psycopg_pool",
     "psycopg_pool-getconn": "psycopg_pool getconn/putconn",
     "sqlalchemy": "sqlalchemy QueuePool",
     "async-fastpool-c": "fastpool[c]",
     "async-fastpool-python": "fastpool[python]",
+    "async-fastpool-getconn-c": "fastpool[c]",
+    "async-dropin-c": "fastpool[c] AsyncConnectionPool",
+    "async-dropin-getconn-c": "fastpool[c] AsyncConnectionPool",
     "async-psycopg_pool": "psycopg_pool async",
+    "async-psycopg_pool-getconn": "psycopg_pool async",
     "tasks64-fastpool-c": "fastpool[c]",
     "tasks64-fastpool-python": "fastpool[python]",
     "tasks64-psycopg_pool": "psycopg_pool async",
@@ -51,13 +79,24 @@ def make(impl: str, dsn: str) -> Callable[[], None]:
 def make_async(impl: str, dsn: str) -> Callable[[], None]:
     """Build an asyncio pool on a private loop; return one batch of 100 borrow+return run on that loop."""
     loop = asyncio.new_event_loop()
-    cm = async_pg(SHAPE_NAMES[impl], dsn, loop).cm
+    shape = async_pg(SHAPE_NAMES[impl], dsn, loop)
+    cm = shape.cm
     assert cm is not None
 
-    async def many(n: int) -> None:
-        for _ in range(n):  # the block users write, inline
-            async with cm():
-                pass
+    if impl.endswith("-getconn") or "-getconn-" in impl:
+        getconn, putconn = shape.pool.getconn, shape.pool.putconn
+
+        async def many(n: int) -> None:
+            for _ in range(n):  # getconn/putconn, inline
+                conn = await getconn()
+                await putconn(conn)
+
+    else:
+
+        async def many(n: int) -> None:
+            for _ in range(n):  # the block users write, inline
+                async with cm():
+                    pass
 
     # one call runs a batch: the loop's own cost per run_until_complete is amortised
     return lambda: loop.run_until_complete(many(100))

@@ -294,3 +294,217 @@ def test_invalid_parameters(twin: str) -> None:
         fastpool.ConnectionPool("", min_size=4, max_size=2, open=False)
     with pytest.raises(TypeError, match="configure"):
         fastpool.ConnectionPool("", configure=1, open=False)  # type: ignore[arg-type]
+
+
+class _Row(dict[str, Any]):
+    pass
+
+
+def test_generic_connection_class(poolmod: ModuleType, conninfo: str) -> None:
+    from psycopg.rows import Row, class_row
+
+    class MyConnection(psycopg.Connection[Row]):
+        pass
+
+    # a parametrized connection class, as psycopg_pool documents it
+    with (
+        poolmod.ConnectionPool[MyConnection[_Row]](
+            conninfo, connection_class=MyConnection[_Row], kwargs={"row_factory": class_row(_Row)}, open=False
+        ) as pool,
+        pool.connection() as conn,
+    ):
+        assert isinstance(conn, MyConnection)
+        cur = conn.execute("SELECT 1 AS x")
+        assert cur.fetchone() == {"x": 1}
+
+
+def test_conninfo_and_kwargs_functions(poolmod: ModuleType, dsn: str, app_name: str) -> None:
+    calls = {"conninfo": 0, "kwargs": 0}
+
+    def conninfo() -> str:  # e.g. a fresh IAM token for each connection
+        calls["conninfo"] += 1
+        return dsn
+
+    def kwargs() -> dict[str, Any]:
+        calls["kwargs"] += 1
+        return {"application_name": f"{app_name}-{calls['kwargs']}"}
+
+    with poolmod.ConnectionPool(conninfo, kwargs=kwargs, min_size=2, open=False) as pool:
+        pool.wait()
+        assert calls == {"conninfo": 2, "kwargs": 2}
+        with pool.connection() as c1, pool.connection() as c2:
+            names = set()
+            for c in (c1, c2):
+                cur = c.execute("SHOW application_name")
+                names.add(cur.fetchone()[0])  # type: ignore[index]
+        assert names == {f"{app_name}-1", f"{app_name}-2"}
+
+
+def test_a_failing_conninfo_function_is_retried_and_explained(twin: str, dsn: str) -> None:
+    attempts = 0
+
+    def conninfo() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise RuntimeError("token service down (password=hunter2)")
+        return dsn
+
+    with fastpool.ConnectionPool(conninfo, min_size=1, open=False) as pool:
+        with pool.connection(timeout=10) as conn:  # the third attempt works
+            conn.execute("SELECT 1")
+        assert attempts == 3
+
+    def always_fails() -> str:
+        raise RuntimeError("token service down (password=hunter2)")
+
+    with fastpool.ConnectionPool(always_fails, min_size=0, max_size=1, open=False) as pool:
+        with pytest.raises(fastpool.PoolTimeout) as info:
+            pool.getconn(timeout=0.5)
+        text = f"{info.value} {info.value.__cause__}"
+        assert "conninfo or kwargs function raised RuntimeError" in text
+        assert "hunter2" not in text
+
+
+def test_null_pool_keeps_no_connection(poolmod: ModuleType, conninfo: str) -> None:
+    with poolmod.NullConnectionPool(conninfo, max_size=2, open=False) as pool:
+        assert pool.min_size == 0 and pool.max_size == 2
+        with pool.connection() as conn:
+            pid = conn.info.backend_pid
+        assert conn.closed, "a returned connection nobody waits for is closed at once"
+        with pool.connection() as conn2:
+            assert conn2.info.backend_pid != pid
+        assert pool.get_stats()["pool_available"] == 0
+    for bad in ({"min_size": 1}, {"max_size": -2}):
+        with pytest.raises(ValueError):
+            poolmod.NullConnectionPool(conninfo, open=False, **bad)
+
+
+def test_null_pool_hands_a_returned_connection_to_a_waiter(poolmod: ModuleType, conninfo: str) -> None:
+    resets = 0
+
+    def reset(conn: Any) -> None:
+        nonlocal resets
+        resets += 1
+
+    with poolmod.NullConnectionPool(conninfo, max_size=1, reset=reset, open=False) as pool:
+        got: list[int] = []
+
+        def waiter() -> None:
+            with pool.connection() as conn:
+                got.append(conn.info.backend_pid)
+
+        with pool.connection() as conn:
+            pid = conn.info.backend_pid
+            w = spawn(waiter)
+            assert wait_until(lambda: pool.get_stats()["requests_waiting"] == 1)
+        gather(w)
+        assert got == [pid], "the waiter got the same connection"
+        assert resets == 1, "reset before the hand-over, not before closing"
+
+
+def test_return_warnings_go_to_psycopg_pool_logger(poolmod: ModuleType, conninfo: str, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING)
+    with poolmod.ConnectionPool(conninfo, min_size=1, open=False) as pool:
+        conn = pool.getconn()
+        conn.execute("SELECT 1")  # a transaction left open
+        pool.putconn(conn)
+        with pool.connection() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in records] == ["psycopg.pool"]
+    assert "rolling back returned connection" in records[0].message
+    assert "INTRANS" in records[0].message  # formatted when logged
+
+
+def test_open_default_warns_at_first_use(poolmod: ModuleType, conninfo: str, recwarn: Any) -> None:
+    category = DeprecationWarning
+    with poolmod.ConnectionPool(conninfo, open=False) as pool, pool.connection():
+        pass  # no warning for a context manager
+    pool = poolmod.ConnectionPool(conninfo, open=False)
+    pool.open()
+    with pool.connection():
+        pass  # nor for an explicit open()
+    pool.close()
+    assert not [w for w in recwarn.list if issubclass(w.category, category)]
+    pool = poolmod.ConnectionPool(conninfo)
+    try:
+        with pytest.warns(category, match="open"):
+            with pool.connection():
+                pass
+    finally:
+        pool.close()
+
+
+def test_check_runs_at_every_hand_out(poolmod: ModuleType, conninfo: str) -> None:
+    checked: list[int] = []
+
+    def check(conn: Any) -> None:
+        checked.append(conn.info.backend_pid)
+
+    with poolmod.ConnectionPool(conninfo, min_size=1, check=check, open=False) as pool:
+        with pool.connection(timeout=5) as conn:  # a new connection too
+            pid = conn.info.backend_pid
+        with pool.connection(timeout=5):
+            pass
+    assert checked == [pid, pid]
+
+
+def test_close_inside_a_borrow(poolmod: ModuleType, conninfo: str) -> None:
+    pool = poolmod.ConnectionPool(conninfo, min_size=1, open=False)
+    pool.open()
+    t0 = time.monotonic()
+    with pool.connection() as conn:
+        pool.close()
+        assert time.monotonic() - t0 < 2, "close() does not wait for the borrowed connection"
+    assert conn.closed, "returned to a closed pool: closed at once"
+
+
+def test_a_connection_class_whose_close_returns_it(poolmod: ModuleType, conninfo: str) -> None:
+    class ReturningConnection(psycopg.Connection[Any]):
+        def close(self) -> None:  # returns itself while lent (psycopg issue 1046)
+            if getattr(self, "_pool", None) is current:  # lent by this pool
+                current.putconn(self)
+            else:
+                super().close()
+
+    current: Any = None
+    with poolmod.ConnectionPool(
+        conninfo, connection_class=ReturningConnection, min_size=2, open=False
+    ) as pool:
+        current = pool
+        pool.wait()
+        conn = pool.getconn()
+        assert conn._pool is pool
+        assert pool.get_stats()["pool_available"] == 1
+        conn.close()
+        assert not conn.closed
+        assert pool.get_stats()["pool_available"] == 2
+    assert wait_until(lambda: conn.closed)
+
+
+def test_a_pool_is_collected_while_a_returned_connection_lives(poolmod: ModuleType, conninfo: str) -> None:
+    import gc
+    import weakref
+
+    pool = poolmod.ConnectionPool(conninfo, min_size=1, open=False)
+    pool.open()
+    with pool.connection() as conn:
+        assert conn._pool is pool  # psycopg_pool's mark of a lent connection
+    pool.wait()
+    ref = weakref.ref(pool)
+    del pool
+    for _ in range(3):
+        gc.collect()
+    assert ref() is None, "something still holds the pool"
+    assert conn is not None
+
+
+def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
+    with fastpool.ConnectionPool(conninfo, min_size=1, open=False) as pool:
+        with pool.connection():
+            sleep(0.05)
+        conn = pool.getconn()
+        sleep(0.05)
+        pool.putconn(conn)
+        assert pool.get_stats()["usage_ms"] >= 95

@@ -20,7 +20,7 @@ import pytest
 import fastpool
 from fastpool import _core_select
 
-from .acompat import gather_async, sleep_async, spawn_async, wait_until_async
+from .acompat import gather_async, skip_sync, sleep_async, spawn_async, wait_until_async
 from .conftest import backends, check_invariants, load_twin
 
 pytestmark = pytest.mark.db
@@ -298,3 +298,253 @@ async def test_invalid_parameters(twin: str) -> None:
         fastpool.AsyncConnectionPool("", min_size=4, max_size=2, open=False)
     with pytest.raises(TypeError, match="configure"):
         fastpool.AsyncConnectionPool("", configure=1, open=False)  # type: ignore[arg-type]
+
+
+class _Row(dict[str, Any]):
+    pass
+
+
+async def test_generic_connection_class(poolmod: ModuleType, conninfo: str) -> None:
+    from psycopg.rows import Row, class_row
+
+    class MyConnection(psycopg.AsyncConnection[Row]):
+        pass
+
+    # a parametrized connection class, as psycopg_pool documents it
+    async with (
+        poolmod.AsyncConnectionPool[MyConnection[_Row]](
+            conninfo, connection_class=MyConnection[_Row], kwargs={"row_factory": class_row(_Row)}, open=False
+        ) as pool,
+        pool.connection() as conn,
+    ):
+        assert isinstance(conn, MyConnection)
+        cur = await conn.execute("SELECT 1 AS x")
+        assert await cur.fetchone() == {"x": 1}
+
+
+async def test_conninfo_and_kwargs_functions(poolmod: ModuleType, dsn: str, app_name: str) -> None:
+    calls = {"conninfo": 0, "kwargs": 0}
+
+    async def conninfo() -> str:  # e.g. a fresh IAM token for each connection
+        calls["conninfo"] += 1
+        return dsn
+
+    def kwargs() -> dict[str, Any]:
+        calls["kwargs"] += 1
+        return {"application_name": f"{app_name}-{calls['kwargs']}"}
+
+    async with poolmod.AsyncConnectionPool(conninfo, kwargs=kwargs, min_size=2, open=False) as pool:
+        await pool.wait()
+        assert calls == {"conninfo": 2, "kwargs": 2}
+        async with pool.connection() as c1, pool.connection() as c2:
+            names = set()
+            for c in (c1, c2):
+                cur = await c.execute("SHOW application_name")
+                names.add((await cur.fetchone())[0])  # type: ignore[index]
+        assert names == {f"{app_name}-1", f"{app_name}-2"}
+
+
+async def test_a_failing_conninfo_function_is_retried_and_explained(twin: str, dsn: str) -> None:
+    attempts = 0
+
+    def conninfo() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise RuntimeError("token service down (password=hunter2)")
+        return dsn
+
+    async with fastpool.AsyncConnectionPool(conninfo, min_size=1, open=False) as pool:
+        async with pool.connection(timeout=10) as conn:  # the third attempt works
+            await conn.execute("SELECT 1")
+        assert attempts == 3
+
+    def always_fails() -> str:
+        raise RuntimeError("token service down (password=hunter2)")
+
+    async with fastpool.AsyncConnectionPool(always_fails, min_size=0, max_size=1, open=False) as pool:
+        with pytest.raises(fastpool.PoolTimeout) as info:
+            await pool.getconn(timeout=0.5)
+        text = f"{info.value} {info.value.__cause__}"
+        assert "conninfo or kwargs function raised RuntimeError" in text
+        assert "hunter2" not in text
+
+
+async def test_null_pool_keeps_no_connection(poolmod: ModuleType, conninfo: str) -> None:
+    async with poolmod.AsyncNullConnectionPool(conninfo, max_size=2, open=False) as pool:
+        assert pool.min_size == 0 and pool.max_size == 2
+        async with pool.connection() as conn:
+            pid = conn.info.backend_pid
+        assert conn.closed, "a returned connection nobody waits for is closed at once"
+        async with pool.connection() as conn2:
+            assert conn2.info.backend_pid != pid
+        assert pool.get_stats()["pool_available"] == 0
+    for bad in ({"min_size": 1}, {"max_size": -2}):
+        with pytest.raises(ValueError):
+            poolmod.AsyncNullConnectionPool(conninfo, open=False, **bad)
+
+
+async def test_null_pool_hands_a_returned_connection_to_a_waiter(poolmod: ModuleType, conninfo: str) -> None:
+    resets = 0
+
+    async def reset(conn: Any) -> None:
+        nonlocal resets
+        resets += 1
+
+    async with poolmod.AsyncNullConnectionPool(conninfo, max_size=1, reset=reset, open=False) as pool:
+        got: list[int] = []
+
+        async def waiter() -> None:
+            async with pool.connection() as conn:
+                got.append(conn.info.backend_pid)
+
+        async with pool.connection() as conn:
+            pid = conn.info.backend_pid
+            w = spawn_async(waiter)
+            assert await wait_until_async(lambda: pool.get_stats()["requests_waiting"] == 1)
+        await gather_async(w)
+        assert got == [pid], "the waiter got the same connection"
+        assert resets == 1, "reset before the hand-over, not before closing"
+
+
+async def test_return_warnings_go_to_psycopg_pool_logger(
+    poolmod: ModuleType, conninfo: str, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with poolmod.AsyncConnectionPool(conninfo, min_size=1, open=False) as pool:
+        conn = await pool.getconn()
+        await conn.execute("SELECT 1")  # a transaction left open
+        await pool.putconn(conn)
+        async with pool.connection() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in records] == ["psycopg.pool"]
+    assert "rolling back returned connection" in records[0].message
+    assert "INTRANS" in records[0].message  # formatted when logged
+
+
+@skip_sync
+async def test_opening_in_the_constructor_warns(poolmod: ModuleType, conninfo: str) -> None:
+    with pytest.warns(RuntimeWarning, match="constructor"):
+        pool = poolmod.AsyncConnectionPool(conninfo, open=True)
+    await pool.close()
+
+
+async def test_open_default_warns_at_first_use(poolmod: ModuleType, conninfo: str, recwarn: Any) -> None:
+    if True:  # ASYNC
+        category: type[Warning] = RuntimeWarning
+    else:
+        category = DeprecationWarning
+    async with poolmod.AsyncConnectionPool(conninfo, open=False) as pool, pool.connection():
+        pass  # no warning for a context manager
+    pool = poolmod.AsyncConnectionPool(conninfo, open=False)
+    await pool.open()
+    async with pool.connection():
+        pass  # nor for an explicit open()
+    await pool.close()
+    assert not [w for w in recwarn.list if issubclass(w.category, category)]
+    pool = poolmod.AsyncConnectionPool(conninfo)
+    try:
+        with pytest.warns(category, match="open"):
+            async with pool.connection():
+                pass
+    finally:
+        await pool.close()
+
+
+async def test_check_runs_at_every_hand_out(poolmod: ModuleType, conninfo: str) -> None:
+    checked: list[int] = []
+
+    async def check(conn: Any) -> None:
+        checked.append(conn.info.backend_pid)
+
+    async with poolmod.AsyncConnectionPool(conninfo, min_size=1, check=check, open=False) as pool:
+        async with pool.connection(timeout=5) as conn:  # a new connection too
+            pid = conn.info.backend_pid
+        async with pool.connection(timeout=5):
+            pass
+    assert checked == [pid, pid]
+
+
+@skip_sync
+async def test_cancelled_error_in_check_loses_nothing(poolmod: ModuleType, conninfo: str) -> None:
+    import asyncio
+
+    raised = False
+
+    async def check(conn: Any) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise asyncio.CancelledError()
+
+    async with poolmod.AsyncConnectionPool(conninfo, min_size=1, check=check, timeout=2, open=False) as pool:
+        with pytest.raises(asyncio.CancelledError):
+            async with pool.connection():
+                pass
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        if poolmod is fastpool:
+            check_invariants(pool)
+
+
+async def test_close_inside_a_borrow(poolmod: ModuleType, conninfo: str) -> None:
+    pool = poolmod.AsyncConnectionPool(conninfo, min_size=1, open=False)
+    await pool.open()
+    t0 = time.monotonic()
+    async with pool.connection() as conn:
+        await pool.close()
+        assert time.monotonic() - t0 < 2, "close() does not wait for the borrowed connection"
+    assert conn.closed, "returned to a closed pool: closed at once"
+
+
+async def test_a_connection_class_whose_close_returns_it(poolmod: ModuleType, conninfo: str) -> None:
+    class ReturningConnection(psycopg.AsyncConnection[Any]):
+        async def close(self) -> None:  # returns itself while lent (psycopg issue 1046)
+            if getattr(self, "_pool", None) is current:  # lent by this pool
+                await current.putconn(self)
+            else:
+                await super().close()
+
+    current: Any = None
+    async with poolmod.AsyncConnectionPool(
+        conninfo, connection_class=ReturningConnection, min_size=2, open=False
+    ) as pool:
+        current = pool
+        await pool.wait()
+        conn = await pool.getconn()
+        assert conn._pool is pool
+        assert pool.get_stats()["pool_available"] == 1
+        await conn.close()
+        assert not conn.closed
+        assert pool.get_stats()["pool_available"] == 2
+    assert await wait_until_async(lambda: conn.closed)
+
+
+async def test_a_pool_is_collected_while_a_returned_connection_lives(
+    poolmod: ModuleType, conninfo: str
+) -> None:
+    import gc
+    import weakref
+
+    pool = poolmod.AsyncConnectionPool(conninfo, min_size=1, open=False)
+    await pool.open()
+    async with pool.connection() as conn:
+        assert conn._pool is pool  # psycopg_pool's mark of a lent connection
+    await pool.wait()
+    ref = weakref.ref(pool)
+    del pool
+    for _ in range(3):
+        gc.collect()
+    assert ref() is None, "something still holds the pool"
+    assert conn is not None
+
+
+async def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
+    async with fastpool.AsyncConnectionPool(conninfo, min_size=1, open=False) as pool:
+        async with pool.connection():
+            await sleep_async(0.05)
+        conn = await pool.getconn()
+        await sleep_async(0.05)
+        await pool.putconn(conn)
+        assert pool.get_stats()["usage_ms"] >= 95

@@ -14,8 +14,8 @@ from ._meta import ConnectionMetadata
 from ._options import PoolOptions
 from ._pool import Pool
 from ._pool_async import AsyncPool
-from ._psycopg_pool import ConnectionPool
-from ._psycopg_pool_async import AsyncConnectionPool
+from ._psycopg_pool import ConnectionPool, NullConnectionPool
+from ._psycopg_pool_async import AsyncConnectionPool, AsyncNullConnectionPool
 from ._shell import BasePool, PooledConnection, ResourcePool
 from ._shell_async import AsyncBasePool, AsyncPooledConnection, AsyncResourcePool
 from .errors import (
@@ -40,6 +40,7 @@ __all__ = [
     "AsyncBasePool",
     "AsyncConnectionPool",
     "AsyncLeadership",
+    "AsyncNullConnectionPool",
     "AsyncOwnerHandle",
     "AsyncOwnership",
     "AsyncPool",
@@ -56,6 +57,7 @@ __all__ = [
     "LeadershipLost",
     "LeadershipNotAcquired",
     "Mode",
+    "NullConnectionPool",
     "OwnerHandle",
     "Ownership",
     "OwnershipError",

@@ -471,13 +471,16 @@ class Runner:
                     self._cancelled -= 1
                     continue
                 timer.cancelled = True  # ran: a late cancel() is a no-op
+                fn, args = timer.fn, timer.args
+                if fn is None:  # cancelled meanwhile (cancel() takes no lock)
+                    continue
                 if timer.direct:
                     try:
-                        timer.fn(*timer.args)
+                        fn(*args)
                     except Exception:  # pragma: no cover - alarms are simple callbacks
                         logger.exception("fastpool: error in a timer callback")
                 else:
-                    self._jobs.put(partial(timer.fn, *timer.args))
+                    self._jobs.put(partial(fn, *args))
 
 
 class _Timer:
@@ -487,15 +490,18 @@ class _Timer:
 
     def __init__(self, runner: Runner, fn: Job, args: tuple[Any, ...], direct: bool) -> None:
         self.runner = runner
-        self.fn = fn
+        self.fn: Job | None = fn
         self.args = args
         self.direct = direct
         self.cancelled = False
 
     def cancel(self) -> None:
-        """Drop the call if it has not run yet."""
+        """Drop the call if it has not run yet (and what it refers to: the heap may keep the
+        timer a while, and must not keep a pool alive)."""
         if not self.cancelled:
             self.cancelled = True
+            self.fn = None
+            self.args = ()
             self.runner._cancelled += 1
 
 

@@ -32,6 +32,8 @@ from psycopg.conninfo import conninfo_to_dict
 from . import _core_select
 from ._pool import Pool
 from ._pool_async import AsyncPool
+from ._psycopg_pool import ConnectionPool
+from ._psycopg_pool_async import AsyncConnectionPool
 from ._shell import ResourcePool
 from .resource import BaseResource
 
@@ -61,12 +63,21 @@ SYNC = [
     "fastpool[python]",
     "fastpool[c] getconn/putconn",
     "fastpool[python] getconn/putconn",
+    "fastpool[c] ConnectionPool",
+    "fastpool[c] ConnectionPool getconn/putconn",
     "psycopg_pool",
     "psycopg_pool getconn/putconn",
     "sqlalchemy QueuePool",
     "floor: deque+Lock",
 ]
-ASYNC = ["fastpool[c]", "fastpool[python]", "psycopg_pool async", "asyncpg", "floor: asyncio hand-off"]
+ASYNC = [
+    "fastpool[c]",
+    "fastpool[python]",
+    "fastpool[c] AsyncConnectionPool",
+    "psycopg_pool async",
+    "asyncpg",
+    "floor: asyncio hand-off",
+]
 SELECT1 = ["dedicated connection", "fastpool[c]", "fastpool[python]", "psycopg_pool"]
 
 
@@ -290,8 +301,14 @@ def sync_pg(name: str, dsn: str, *, query: str | None = None, autocommit: bool =
 
         return Impl(name, ded, conn.close, conn)
     getconn = name.endswith("getconn/putconn")
-    if name.startswith("fastpool"):
+    if name.startswith("fastpool") and "ConnectionPool" in name:  # the drop-in surface
         pool: Any = _with_twin(
+            _twin_of(name),
+            lambda: ConnectionPool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit), open=False),
+        )
+        pool.open(wait=True)
+    elif name.startswith("fastpool"):
+        pool = _with_twin(
             _twin_of(name), lambda: Pool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit))
         )
     elif name.startswith("psycopg_pool"):
@@ -357,8 +374,17 @@ def async_pg(
     """``await op()`` borrows and returns once on ``loop`` (running ``query`` inside, if given)."""
     if name.startswith("floor"):
         return floor_async()
-    if name.startswith("fastpool"):
+    if name.startswith("fastpool") and "ConnectionPool" in name:  # the drop-in surface
         pool: Any = _with_twin(
+            _twin_of(name),
+            lambda: AsyncConnectionPool(
+                dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit), open=False
+            ),
+        )
+        loop.run_until_complete(pool.open(wait=True))
+        cm = pool.connection
+    elif name.startswith("fastpool"):
+        pool = _with_twin(
             _twin_of(name), lambda: AsyncPool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit))
         )
         loop.run_until_complete(pool.open())

@@ -168,6 +168,7 @@ cdef class Entry:
     cdef public object conn
     cdef public double created_at
     cdef public double last_used
+    cdef public double lent_at  # when it was last handed out (for the usage total)
     cdef public double expires_at
     cdef public long long serial
     cdef public object owner
@@ -181,6 +182,7 @@ cdef class Entry:
         self.conn = conn
         self.created_at = created_at
         self.last_used = created_at
+        self.lent_at = created_at
         self.expires_at = expires_at
         self.serial = serial
         self.owner = owner
@@ -256,10 +258,12 @@ cdef class PoolCore:
     cdef readonly long long n_expired
     cdef readonly long long n_discarded
     cdef readonly long long n_returns
+    cdef readonly double usage  # seconds connections spent handed out, summed at their return
+    cdef readonly bint keep_idle  # False: a connection nobody waits for is closed, never idled
 
     def __init__(self, Py_ssize_t max_size, Py_ssize_t min_size=0, max_lifetime=None,
                  idle_timeout=None, verify_after=None, lifo=True, Py_ssize_t max_waiting=0,
-                 seed=0):
+                 seed=0, keep_idle=True):
         _check_sizes(max_size, min_size)
         if max_waiting < 0:
             raise ValueError("max_waiting cannot be negative")
@@ -294,6 +298,10 @@ cdef class PoolCore:
         self.n_expired = 0
         self.n_discarded = 0
         self.n_returns = 0
+        self.usage = 0.0
+        self.keep_idle = bool(keep_idle)
+        if not self.keep_idle and min_size:
+            raise ValueError("min_size must be 0 when idle connections are not kept")
 
     # -- gauges ---------------------------------------------------------------
 
@@ -401,17 +409,18 @@ cdef class PoolCore:
             self._dead_waiters -= 1
         return None
 
-    cdef Waiter _serve(self, Entry e):
+    cdef Waiter _serve(self, Entry e, double now):
         cdef Waiter w = self._pop_live_waiter()
         if w is not None:
             w.state = _W_SERVED
             w.entry = e
             e.state = _ENTRY_IN_USE
             e.check_due = e.flagged
+            e.lent_at = now
             self._in_use += 1
             self.n_handoffs += 1
             return w
-        if self._n_idle + self._in_use + self._connecting >= self.max_size:
+        if not self.keep_idle or self._n_idle + self._in_use + self._connecting >= self.max_size:
             # only after a shrinking resize: the excess is closed as it comes back
             self.n_discarded += 1
             self._doom(e)
@@ -442,6 +451,7 @@ cdef class PoolCore:
             e.state = _ENTRY_IN_USE
             e.fresh = False
             e.check_due = e.flagged or now - e.last_used >= self._verify_after
+            e.lent_at = now
             self._in_use += 1
             self.n_hits += 1
             return e
@@ -492,13 +502,14 @@ cdef class PoolCore:
             raise RuntimeError("entry is not in use in this pool")
         self._in_use -= 1
         self.n_returns += 1
+        self.usage += now - e.lent_at
         if self.closed or e.locks_held > 0 or now >= e.expires_at or e.created_at <= self._drained_at:
             self.n_discarded += 1
             self._doom(e)
             return None
         e.last_used = now
         e.fresh = False
-        return self._serve(e)
+        return self._serve(e, now)
 
     cpdef Py_ssize_t discard(self, Entry e) except -1:
         """Drop an in-use entry (the caller closes it); return connects to start."""
@@ -531,7 +542,7 @@ cdef class PoolCore:
         if self.closed:
             self._doom(e)
             return None
-        return self._serve(e)
+        return self._serve(e, now)
 
     cpdef Py_ssize_t connect_failed(self) except -1:
         """Give back a reserved connect that failed; return connects to start."""
@@ -689,6 +700,7 @@ cdef class PoolCore:
             "expired": self.n_expired,
             "discarded": self.n_discarded,
             "returns": self.n_returns,
+            "usage_ms": int(self.usage * 1000.0),
         }
 
 
@@ -857,18 +869,22 @@ cdef class FastPath:
     cdef PoolCore _core
     cdef Lock _lock  # the pool's lock, taken in C
     cdef int _get_mode
-    cdef int _put_mode
+    cdef public int put_mode  # PUT_*: the pool switches to PUT_SLOW when it closes
     cdef bint _tba
     cdef public long long epoch  # the driver's clear_prepared() epoch, pushed here by the pool
+    cdef public object unlent  # not None: conn._pool is the pool while lent, this when back
+    cdef public dict lent  # id(conn) -> Entry: what getconn() lent and putconn() takes back
 
     def __init__(self, pool_ref, PoolCore core, Lock lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
         self._core = core
         self._lock = lock
         self._get_mode = get_mode
-        self._put_mode = put_mode
+        self.put_mode = put_mode
         self._tba = tba
         self.epoch = getattr(driver, "epoch", 0)
+        self.unlent = None
+        self.lent = {}
 
     def connection(self, timeout=None):
         """The context manager of ``pool.connection()``."""
@@ -907,10 +923,49 @@ cdef class FastPath:
     cpdef release_block(self, Entry e, bint ok):
         """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
         cdef double now = _now()
-        if _returnable(e, now, self._put_mode, self.epoch):
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
             self._release(e, now)
         else:
             self._pool()._release_block(e, ok)
+
+    cpdef put(self, Entry e):
+        """Give back a checked-out entry as it is (nothing committed): the pool's ``_release``."""
+        cdef double now = _now()
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
+            self._release(e, now)
+        else:
+            self._pool()._release(e)
+
+    cpdef object lend(self, Entry e):
+        """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
+        conn = e.conn
+        self.lent[id(conn)] = e
+        if self.unlent is not None:
+            conn._pool = self._pool()
+        return conn
+
+    cpdef object take_back(self, conn):
+        """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
+        e = self.lent.pop(id(conn), None)
+        if e is None:
+            return None
+        if (<Entry>e).conn is not conn:  # an id reused by another object: not ours
+            self.lent[id(conn)] = e
+            return None
+        if self.unlent is not None:
+            conn._pool = self.unlent
+        return e
+
+    def getconn(self, timeout=None):
+        """``pool.getconn()``: a connection to give back with ``putconn``."""
+        return self.lend(self.get(timeout))
+
+    def putconn(self, conn):
+        """``pool.putconn()``: give back what ``getconn`` lent (``WrongPoolError`` otherwise)."""
+        e = self.take_back(conn)
+        if e is None:
+            self._pool()._not_lent(conn)
+        self.put(<Entry>e)
 
     cdef _release(self, Entry e, double now):
         cdef Waiter w
@@ -942,6 +997,8 @@ cdef class Borrow:
         if self._entry is not None:
             raise RuntimeError("this connection() context is already in use")
         self._entry = self._fp.get(self._timeout)
+        if self._fp.unlent is not None:
+            self._entry.conn._pool = self._fp._pool()
         return self._entry.conn
 
     def __exit__(self, exc_type, exc, tb):
@@ -949,6 +1006,8 @@ cdef class Borrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
+        if self._fp.unlent is not None:
+            e.conn._pool = self._fp.unlent
         self._fp.release_block(e, exc_type is None)
 
 
@@ -978,19 +1037,23 @@ cdef class AsyncFastPath:
     cdef object _pool  # a weak reference
     cdef PoolCore _core
     cdef int _get_mode
-    cdef int _put_mode
+    cdef public int put_mode  # PUT_*: the pool switches to PUT_SLOW when it closes
     cdef bint _tba
     cdef public long long epoch  # the driver's clear_prepared() epoch, pushed here by the pool
+    cdef public object unlent  # not None: conn._pool is the pool while lent, this when back
+    cdef public dict lent  # id(conn) -> Entry: what getconn() lent and putconn() takes back
     cdef public object loop  # the loop the pool is bound to, set by the pool
 
     def __init__(self, pool_ref, PoolCore core, lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
         self._core = core
         self._get_mode = get_mode
-        self._put_mode = put_mode
+        self.put_mode = put_mode
         self._tba = tba
         self.epoch = getattr(driver, "epoch", 0)
         self.loop = None
+        self.unlent = None
+        self.lent = {}
 
     def connection(self, timeout=None):
         """The async context manager of ``pool.connection()``."""
@@ -1032,10 +1095,57 @@ cdef class AsyncFastPath:
     cpdef object release_block(self, Entry e, bint ok):
         """Give back an entry borrowed by ``connection()``: None when done, else an awaitable."""
         cdef double now = _now()
-        if _returnable(e, now, self._put_mode, self.epoch):
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
             self.release(e, now)
             return None
         return self._pool()._release_block(e, ok)
+
+    cpdef object put(self, Entry e):
+        """Give back a checked-out entry as it is (nothing committed): None when done, else an
+        awaitable (the pool's ``_release``)."""
+        cdef double now = _now()
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
+            self.release(e, now)
+            return None
+        return self._pool()._release(e)
+
+    cpdef object lend(self, Entry e):
+        """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
+        conn = e.conn
+        self.lent[id(conn)] = e
+        if self.unlent is not None:
+            conn._pool = self._pool()
+        return conn
+
+    cpdef object take_back(self, conn):
+        """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
+        e = self.lent.pop(id(conn), None)
+        if e is None:
+            return None
+        if (<Entry>e).conn is not conn:  # an id reused by another object: not ours
+            self.lent[id(conn)] = e
+            return None
+        if self.unlent is not None:
+            conn._pool = self.unlent
+        return e
+
+    def getconn(self, timeout=None):
+        """``await pool.getconn()``: a connection to give back with ``putconn``."""
+        r = self.get(timeout)
+        if type(r) is Entry:
+            return _done(self.lend(<Entry>r))
+        return self._getconn_slow(r)
+
+    async def _getconn_slow(self, aw):
+        return self.lend(await aw)
+
+    def putconn(self, conn):
+        """``await pool.putconn()``: give back what ``getconn`` lent (``WrongPoolError`` otherwise)."""
+        e = self.take_back(conn)
+        if e is None:
+            return self._pool()._not_lent(conn)
+        r = self.put(<Entry>e)
+        return _done(None) if r is None else r
 
 
 @cython.final
@@ -1063,12 +1173,16 @@ cdef class AsyncBorrow:
         if type(r) is Entry:
             self._entry = <Entry>r
             self._result = (<Entry>r).conn
+            if self._fp.unlent is not None:
+                self._result._pool = self._fp._pool()
             return self
         return self._enter_slow(r)
 
     async def _enter_slow(self, aw):
         e = await aw
         self._entry = e
+        if self._fp.unlent is not None:
+            e.conn._pool = self._fp._pool()
         return e.conn
 
     def __aexit__(self, exc_type, exc, tb):
@@ -1076,6 +1190,8 @@ cdef class AsyncBorrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
+        if self._fp.unlent is not None:
+            e.conn._pool = self._fp.unlent
         r = self._fp.release_block(e, exc_type is None)
         if r is None:
             self._result = None
@@ -1089,6 +1205,13 @@ cdef class AsyncBorrow:
         r = self._result
         self._result = None
         raise StopIteration(r)
+
+
+cdef inline AsyncBorrow _done(value):
+    """An awaitable already finished with ``value`` (no coroutine is made)."""
+    cdef AsyncBorrow b = AsyncBorrow.__new__(AsyncBorrow)
+    b._result = value
+    return b
 
 
 cdef PySendResult _borrow_send(PyObject* self, PyObject* arg, PyObject** presult) noexcept:

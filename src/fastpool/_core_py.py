@@ -122,6 +122,7 @@ class Entry:
         "flagged",
         "fresh",
         "last_used",
+        "lent_at",
         "locks_held",
         "owner",
         "serial",
@@ -132,6 +133,7 @@ class Entry:
         self.conn = conn
         self.created_at = created_at
         self.last_used = created_at
+        self.lent_at = created_at  # when it was last handed out (for the usage total)
         self.expires_at = expires_at
         self.serial = serial
         self.owner = owner
@@ -180,6 +182,7 @@ class PoolCore:
         "_waiters",
         "closed",
         "doomed",
+        "keep_idle",
         "max_size",
         "max_waiting",
         "min_size",
@@ -193,6 +196,7 @@ class PoolCore:
         "n_returns",
         "n_too_many",
         "n_waits",
+        "usage",
     )
 
     def __init__(
@@ -205,6 +209,7 @@ class PoolCore:
         lifo: bool = True,
         max_waiting: int = 0,
         seed: int = 0,
+        keep_idle: bool = True,
     ) -> None:
         _check_sizes(max_size, min_size)
         if max_waiting < 0:
@@ -240,6 +245,10 @@ class PoolCore:
         self.n_expired = 0
         self.n_discarded = 0
         self.n_returns = 0
+        self.usage = 0.0  # seconds connections spent handed out, summed at their return
+        self.keep_idle = bool(keep_idle)  # False: a connection nobody waits for is closed, never idled
+        if not self.keep_idle and min_size:
+            raise ValueError("min_size must be 0 when idle connections are not kept")
 
     # -- gauges ---------------------------------------------------------------
 
@@ -346,7 +355,7 @@ class PoolCore:
             self._dead_waiters -= 1
         return None
 
-    def _serve(self, e: Entry) -> Waiter | None:
+    def _serve(self, e: Entry, now: float) -> Waiter | None:
         """Hand ``e`` (not counted anywhere) to the oldest live waiter, or idle it."""
         w = self._pop_live_waiter()
         if w is not None:
@@ -354,10 +363,11 @@ class PoolCore:
             w.entry = e
             e.state = ENTRY_IN_USE
             e.check_due = e.flagged
+            e.lent_at = now
             self._in_use += 1
             self.n_handoffs += 1
             return w
-        if self._n_idle + self._in_use + self._connecting >= self.max_size:
+        if not self.keep_idle or self._n_idle + self._in_use + self._connecting >= self.max_size:
             # only after a shrinking resize: the excess is closed as it comes back
             self.n_discarded += 1
             self._doom(e)
@@ -391,6 +401,7 @@ class PoolCore:
             e.state = ENTRY_IN_USE
             e.fresh = False
             e.check_due = e.flagged or now - e.last_used >= self._verify_after
+            e.lent_at = now
             self._in_use += 1
             self.n_hits += 1
             return e
@@ -448,13 +459,14 @@ class PoolCore:
             raise RuntimeError("entry is not in use in this pool")
         self._in_use -= 1
         self.n_returns += 1
+        self.usage += now - e.lent_at
         if self.closed or e.locks_held > 0 or now >= e.expires_at or e.created_at <= self._drained_at:
             self.n_discarded += 1
             self._doom(e)
             return None
         e.last_used = now
         e.fresh = False
-        return self._serve(e)
+        return self._serve(e, now)
 
     def discard(self, e: Entry) -> int:
         """Drop an in-use entry (the caller closes it); return connects to start."""
@@ -485,7 +497,7 @@ class PoolCore:
         if self.closed:
             self._doom(e)
             return None
-        return self._serve(e)
+        return self._serve(e, now)
 
     def connect_failed(self) -> int:
         """Give back a reserved connect that failed; return connects to start."""
@@ -640,6 +652,7 @@ class PoolCore:
             "expired": self.n_expired,
             "discarded": self.n_discarded,
             "returns": self.n_returns,
+            "usage_ms": int(self.usage * 1000.0),
         }
 
 
@@ -724,7 +737,7 @@ class FastPath:
     (``_admit``, ``_get_slow``, ``_release_block``, ``_close_doomed``).
     """
 
-    __slots__ = ("_core", "_get_mode", "_lock", "_pool", "_put_mode", "_tba", "epoch")
+    __slots__ = ("_core", "_get_mode", "_lock", "_pool", "_tba", "epoch", "lent", "put_mode", "unlent")
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
@@ -733,9 +746,11 @@ class FastPath:
         self._core = core
         self._lock = lock
         self._get_mode = get_mode
-        self._put_mode = put_mode
+        self.put_mode = put_mode
         self._tba = tba
         self.epoch = getattr(driver, "epoch", 0)  # the driver's clear_prepared() epoch, pushed by the pool
+        self.unlent: Any = None  # not None: conn._pool is the pool while lent, this when back
+        self.lent: dict[int, Entry] = {}  # id(conn) -> Entry: what getconn() lent, putconn() takes back
 
     def connection(self, timeout: float | None = None) -> Borrow:
         """The context manager of ``pool.connection()``."""
@@ -779,10 +794,50 @@ class FastPath:
     def release_block(self, e: Entry, ok: bool) -> None:
         """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
         now = _monotonic()
-        if _returnable(e, now, self._put_mode, self.epoch):
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
             self.release(e, now)
         else:
             self._pool()._release_block(e, ok)
+
+    def put(self, e: Entry) -> None:
+        """Give back a checked-out entry as it is (nothing committed): the pool's ``_release``."""
+        now = _monotonic()
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
+            self.release(e, now)
+        else:
+            self._pool()._release(e)
+
+    def lend(self, e: Entry) -> Any:
+        """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
+        conn = e.conn
+        self.lent[id(conn)] = e
+        if self.unlent is not None:
+            conn._pool = self._pool()
+        return conn
+
+    def take_back(self, conn: Any) -> Entry | None:
+        """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
+        e = self.lent.pop(id(conn), None)
+        if e is None:
+            return None
+        if e.conn is not conn:  # an id reused by another object: not ours
+            self.lent[id(conn)] = e
+            return None
+        if self.unlent is not None:
+            conn._pool = self.unlent
+        return e
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        """``pool.getconn()``: a connection to give back with ``putconn``."""
+        return self.lend(self.get(timeout))
+
+    def putconn(self, conn: Any) -> None:
+        """``pool.putconn()``: give back what ``getconn`` lent (``WrongPoolError`` otherwise)."""
+        e = self.take_back(conn)
+        if e is None:
+            self._pool()._not_lent(conn)
+            return
+        self.put(e)
 
 
 class Borrow:
@@ -798,7 +853,10 @@ class Borrow:
     def __enter__(self) -> Any:
         if self._entry is not None:
             raise RuntimeError("this connection() context is already in use")
-        self._entry = e = self._fp.get(self._timeout)
+        fp = self._fp
+        self._entry = e = fp.get(self._timeout)
+        if fp.unlent is not None:
+            e.conn._pool = fp._pool()
         return e.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -806,6 +864,8 @@ class Borrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
+        if self._fp.unlent is not None:
+            e.conn._pool = self._fp.unlent
         self._fp.release_block(e, exc_type is None)
 
 
@@ -828,7 +888,7 @@ class AsyncFastPath:
     :class:`FastPath` and not used: the loop serialises every call.
     """
 
-    __slots__ = ("_core", "_get_mode", "_pool", "_put_mode", "_tba", "epoch", "loop")
+    __slots__ = ("_core", "_get_mode", "_pool", "_tba", "epoch", "lent", "loop", "put_mode", "unlent")
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
@@ -836,9 +896,11 @@ class AsyncFastPath:
         self._pool = pool_ref  # a weak reference
         self._core = core
         self._get_mode = get_mode
-        self._put_mode = put_mode
+        self.put_mode = put_mode
         self._tba = tba
         self.epoch = getattr(driver, "epoch", 0)  # the driver's clear_prepared() epoch, pushed by the pool
+        self.unlent: Any = None  # not None: conn._pool is the pool while lent, this when back
+        self.lent: dict[int, Entry] = {}  # id(conn) -> Entry: what getconn() lent, putconn() takes back
         self.loop: Any = None  # the loop the pool is bound to, set by the pool
 
     def connection(self, timeout: float | None = None) -> AsyncBorrow:
@@ -876,10 +938,56 @@ class AsyncFastPath:
     def release_block(self, e: Entry, ok: bool) -> Any:
         """Give back an entry borrowed by ``connection()``: None when done, else an awaitable."""
         now = _monotonic()
-        if _returnable(e, now, self._put_mode, self.epoch):
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
             self.release(e, now)
             return None
         return self._pool()._release_block(e, ok)
+
+    def put(self, e: Entry) -> Any:
+        """Give back a checked-out entry as it is (nothing committed): None when done, else an
+        awaitable (the pool's ``_release``)."""
+        now = _monotonic()
+        if e.owner is self._core and _returnable(e, now, self.put_mode, self.epoch):
+            self.release(e, now)
+            return None
+        return self._pool()._release(e)
+
+    def lend(self, e: Entry) -> Any:
+        """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
+        conn = e.conn
+        self.lent[id(conn)] = e
+        if self.unlent is not None:
+            conn._pool = self._pool()
+        return conn
+
+    def take_back(self, conn: Any) -> Entry | None:
+        """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
+        e = self.lent.pop(id(conn), None)
+        if e is None:
+            return None
+        if e.conn is not conn:  # an id reused by another object: not ours
+            self.lent[id(conn)] = e
+            return None
+        if self.unlent is not None:
+            conn._pool = self.unlent
+        return e
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        """``await pool.getconn()``: a connection to give back with ``putconn``."""
+        r = self.get(timeout)
+        if type(r) is not Entry:
+            r = await r
+        return self.lend(r)
+
+    async def putconn(self, conn: Any) -> None:
+        """``await pool.putconn()``: give back what ``getconn`` lent (``WrongPoolError`` otherwise)."""
+        e = self.take_back(conn)
+        if e is None:
+            await self._pool()._not_lent(conn)
+            return
+        r = self.put(e)
+        if r is not None:
+            await r
 
 
 class AsyncBorrow:
@@ -895,10 +1003,13 @@ class AsyncBorrow:
     async def __aenter__(self) -> Any:
         if self._entry is not None:
             raise RuntimeError("this connection() context is already in use")
-        r = self._fp.get(self._timeout)
+        fp = self._fp
+        r = fp.get(self._timeout)
         if type(r) is not Entry:
             r = await r
         self._entry = r
+        if fp.unlent is not None:
+            r.conn._pool = fp._pool()
         return r.conn
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -906,6 +1017,8 @@ class AsyncBorrow:
         if e is None:
             raise RuntimeError("this connection() context was not entered")
         self._entry = None
+        if self._fp.unlent is not None:
+            e.conn._pool = self._fp.unlent
         r = self._fp.release_block(e, exc_type is None)
         if r is not None:
             await r

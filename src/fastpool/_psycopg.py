@@ -12,12 +12,15 @@ import logging
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from ._psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes
 
 __all__ = ["PsycopgDriver", "run_autocommit"]
 
 logger = logging.getLogger("fastpool")
+
+_OK = pq.ConnStatus.OK
 
 
 def run_autocommit(conn: Any, sql: str) -> None:
@@ -43,9 +46,25 @@ class PsycopgDriver(PsycopgDriverBase):
     connection_base = psycopg.Connection
 
     def connect(self) -> Any:
-        conn = self.connection_class.connect(self.conninfo, **self.kwargs)
-        conn._pool = self  # psycopg only needs close_returns/putconn
+        if self.dynamic:
+            conninfo, kwargs = self._params()
+        else:
+            conninfo, kwargs = self.conninfo, self.kwargs
+        conn = self.connection_class.connect(conninfo, **kwargs)
+        conn._pool = self  # psycopg only needs close_returns/putconn (the pool replaces it while lent)
         return conn
+
+    def _params(self) -> tuple[str, dict[str, Any]]:
+        """Call the conninfo and kwargs functions (for a new connection) and check what they give."""
+        conninfo, kwargs = self.conninfo_source, self.kwargs_source
+        try:
+            if callable(conninfo):
+                conninfo = conninfo()
+            if callable(kwargs):
+                kwargs = kwargs()
+        except Exception as exc:
+            raise self.params_error(exc) from None
+        return self.resolve(conninfo, kwargs)
 
     def putconn(self, conn: Any) -> None:
         """What psycopg calls from ``conn.close()`` when ``close_returns`` is set."""
@@ -74,10 +93,25 @@ class PsycopgDriver(PsycopgDriverBase):
     def reset(self, entry: Any) -> bool:
         conn = entry.conn
         action = self._begin_reset(entry)
-        if action == 0:
+        log = self.log
+        if action == 0 and conn.pgconn.status == _OK:  # returned mid-query: its state is unknown
+            log.warning("closing returned connection: %s", conn)
+            self.close(conn)
+        elif action == 2:  # returned in a transaction: a bug in the borrower, worth a warning
+            log.warning("rolling back returned connection: %s", conn)
+            try:
+                conn.rollback()
+            except Exception as exc:
+                log.warning(
+                    "rollback failed: %s: %s. Discarding connection %s",
+                    type(exc).__name__,
+                    self.redact(str(exc)),
+                    conn,
+                )
+                self.close(conn)
+        if conn.pgconn.status != _OK:
+            log.warning("discarding closed connection: %s", conn)
             return False
-        if action == 2:
-            conn.rollback()
         st = entry.data
         if st is not None and not st.same(conn):
             for name, value in changes(st, conn) or ():

@@ -10,12 +10,16 @@ import logging
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
+from ._acompat import maybe_await
 from ._psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes
 
 __all__ = ["AsyncPsycopgDriver", "run_autocommit_async"]
 
 logger = logging.getLogger("fastpool")
+
+_OK = pq.ConnStatus.OK
 
 
 async def run_autocommit_async(conn: Any, sql: str) -> None:
@@ -41,9 +45,25 @@ class AsyncPsycopgDriver(PsycopgDriverBase):
     connection_base = psycopg.AsyncConnection
 
     async def connect(self) -> Any:
-        conn = await self.connection_class.connect(self.conninfo, **self.kwargs)
-        conn._pool = self  # psycopg only needs close_returns/putconn
+        if self.dynamic:
+            conninfo, kwargs = await self._params_async()
+        else:
+            conninfo, kwargs = self.conninfo, self.kwargs
+        conn = await self.connection_class.connect(conninfo, **kwargs)
+        conn._pool = self  # psycopg only needs close_returns/putconn (the pool replaces it while lent)
         return conn
+
+    async def _params_async(self) -> tuple[str, dict[str, Any]]:
+        """Call the conninfo and kwargs functions (for a new connection) and check what they give."""
+        conninfo, kwargs = self.conninfo_source, self.kwargs_source
+        try:
+            if callable(conninfo):
+                conninfo = await maybe_await(conninfo())
+            if callable(kwargs):
+                kwargs = await maybe_await(kwargs())
+        except Exception as exc:
+            raise self.params_error(exc) from None
+        return self.resolve(conninfo, kwargs)
 
     async def putconn(self, conn: Any) -> None:
         """What psycopg calls from ``conn.close()`` when ``close_returns`` is set."""
@@ -72,10 +92,25 @@ class AsyncPsycopgDriver(PsycopgDriverBase):
     async def reset(self, entry: Any) -> bool:
         conn = entry.conn
         action = self._begin_reset(entry)
-        if action == 0:
+        log = self.log
+        if action == 0 and conn.pgconn.status == _OK:  # returned mid-query: its state is unknown
+            log.warning("closing returned connection: %s", conn)
+            await self.close(conn)
+        elif action == 2:  # returned in a transaction: a bug in the borrower, worth a warning
+            log.warning("rolling back returned connection: %s", conn)
+            try:
+                await conn.rollback()
+            except Exception as exc:
+                log.warning(
+                    "rollback failed: %s: %s. Discarding connection %s",
+                    type(exc).__name__,
+                    self.redact(str(exc)),
+                    conn,
+                )
+                await self.close(conn)
+        if conn.pgconn.status != _OK:
+            log.warning("discarding closed connection: %s", conn)
             return False
-        if action == 2:
-            await conn.rollback()
         st = entry.data
         if st is not None and not st.same(conn):
             for name, value in changes(st, conn) or ():

@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import socket
+import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import unquote
@@ -77,6 +78,7 @@ _TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
 # target_session_attrs values libpq knows; those the pool checks after connecting (core ROLE_*)
 _SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 _ROLE_CODES = {"read-write": 1, "primary": 2, "read-only": 3, "standby": 4}
+_MAX_SECRETS = 16  # passwords remembered for scrubbing when a conninfo function rotates them
 
 
 def endpoints(params: Mapping[str, Any]) -> str:
@@ -206,20 +208,26 @@ class PsycopgDriverBase(Driver):
 
     def __init__(
         self,
-        conninfo: str = "",
-        kwargs: dict[str, Any] | None = None,
+        conninfo: Any = "",
+        kwargs: Any = None,
         connection_class: Any = psycopg.Connection,
         recycle: Recycle = Recycle.FAST,
         default_connect_timeout: float | None = None,
         *,
         transaction_pooling: bool = False,
     ) -> None:
-        if not isinstance(conninfo, str):
-            raise TypeError(f"conninfo must be a str, got {type(conninfo).__name__}")
-        if kwargs is not None and not isinstance(kwargs, Mapping):
-            raise TypeError(f"kwargs must be a mapping of connection parameters, got {type(kwargs).__name__}")
+        if not (isinstance(conninfo, str) or callable(conninfo)):
+            raise TypeError(
+                f"conninfo must be a str or a function returning one, got {type(conninfo).__name__}"
+            )
+        if not (kwargs is None or isinstance(kwargs, Mapping) or callable(kwargs)):
+            raise TypeError(
+                "kwargs must be a mapping of connection parameters or a function returning one, "
+                f"got {type(kwargs).__name__}"
+            )
         base = self.connection_base
-        if not (isinstance(connection_class, type) and issubclass(connection_class, base)):
+        cls = typing.get_origin(connection_class) or connection_class  # MyConnection[MyRow] too
+        if not (isinstance(cls, type) and issubclass(cls, base)):
             raise TypeError(
                 f"connection_class must be {base.__module__}.{base.__qualname__} or a subclass, "
                 f"got {connection_class!r}"
@@ -240,27 +248,65 @@ class PsycopgDriverBase(Driver):
         self.fast_return = self._recycle_sql is None  # the fast path may idle an unchanged connection
         self.epoch = 0  # bumped by clear_prepared()
         self.close_returns = False
+        self.log = logger  # the pool's logger (the psycopg_pool surface logs where psycopg_pool did)
+        self._default_connect_timeout = default_connect_timeout
+        self.connection_class: Any = connection_class
+        self._secrets: list[str] = []
+        self.target_session_attrs: str | None = None
+        self._role = 0
+        #: what the pool was given: either may be a function, called for each new connection
+        self.conninfo_source = conninfo
+        self.kwargs_source = kwargs
+        self.dynamic = callable(conninfo) or callable(kwargs)
+        if not self.dynamic:
+            self.conninfo, self.kwargs = self.resolve(conninfo, kwargs)
+        else:
+            self.conninfo, self.kwargs = "", {}
+            if not callable(conninfo):
+                self.resolve(conninfo, {})  # checked now, and its password learnt
+            self._target = "the servers the conninfo function names"
+
+    def params_error(self, exc: BaseException) -> psycopg.OperationalError:
+        """The error of a conninfo or kwargs function that raised: a failed connect, retried."""
+        err = psycopg.OperationalError(
+            f"the conninfo or kwargs function raised {type(exc).__name__}: {self.redact(str(exc))}"
+        )
+        err.__cause__ = self.safe_error(exc)
+        return err
+
+    def resolve(self, conninfo: Any, kwargs: Any) -> tuple[str, dict[str, Any]]:
+        """Check connection parameters; return what ``connect`` passes to psycopg.
+
+        Learns their password (for scrubbing), the server role they target and the
+        servers they name (for messages).  ``TypeError``/``ValueError`` name the problem.
+        """
+        if not isinstance(conninfo, str):
+            raise TypeError(f"the conninfo function must return a str, got {type(conninfo).__name__}")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"the kwargs function must return a mapping, got {type(kwargs).__name__}")
         kwargs = dict(kwargs or {})
-        if transaction_pooling:  # a prepared statement lives in one server session, which is not ours
+        if self.transaction_pooling:  # a prepared statement lives in one server session, which is not ours
             kwargs["prepare_threshold"] = None
-        self._secrets = conninfo_secrets(conninfo, kwargs)
+        secrets = conninfo_secrets(conninfo, kwargs)
         error = None
         try:
             params = conninfo_to_dict(conninfo, **kwargs)
         except psycopg.ProgrammingError as exc:
-            error = f"conninfo: {scrub(str(exc), self._secrets)}"
+            error = f"conninfo: {scrub(str(exc), [*secrets, *self._secrets])}"
         if error is not None:  # raised out of the except block: libpq's text is not even the context
             raise ValueError(error)
         if params.get("password"):
-            self._secrets = sorted({*self._secrets, str(params["password"])}, key=len, reverse=True)
+            secrets.append(str(params["password"]))
+        if secrets:  # rotating credentials: remember the latest few, whatever old messages quote
+            known = [s for s in self._secrets if s not in secrets][: _MAX_SECRETS - len(secrets)]
+            self._secrets = sorted({*secrets, *known}, key=len, reverse=True)
         self.target_session_attrs = session_attrs(params)
         self._role = _ROLE_CODES.get(self.target_session_attrs or "", 0)  # the core's ROLE_*
-        if default_connect_timeout is not None and "connect_timeout" not in params:
-            kwargs["connect_timeout"] = max(2, int(default_connect_timeout + 0.999))
-        self.conninfo = conninfo
-        self.kwargs = kwargs
-        self.connection_class: Any = connection_class
+        timeout = self._default_connect_timeout
+        if timeout is not None and "connect_timeout" not in params:
+            kwargs["connect_timeout"] = max(2, int(timeout + 0.999))
         self._target = endpoints(params)
+        return conninfo, kwargs
 
     # -- shared, I/O-free -------------------------------------------------------
 
@@ -361,7 +407,7 @@ class PsycopgDriverBase(Driver):
         return scrub(text, self._secrets)
 
     def _begin_reset(self, entry: Any) -> int:
-        """Classify a returned connection: 0 discard it, 1 it is idle, 2 roll it back."""
+        """Classify a returned connection: 0 close it (broken, or mid-query), 1 it is idle, 2 roll it back."""
         pgconn = entry.conn.pgconn
         if pgconn.status != _OK:
             return 0
@@ -403,16 +449,16 @@ class PsycopgDriverBase(Driver):
         err = self.role_error(conn)
         if err is None:
             return False
-        logger.warning("closing a returned connection: %s", err)
+        self.log.warning("closing a returned connection: %s", err)
         return True
 
     def reset_now(self, entry: Any) -> int:
         """The I/O-free part of the reset: 0 discard, 1 done, 2 the reset (with I/O) must run."""
         action = self._begin_reset(entry)
-        if action == 0 or (self.target_session_attrs is not None and self.role_changed(entry.conn)):
-            return 0
-        if action == 2:
+        if action != 1:  # broken, closed, mid-query or in a transaction: reset() says what it does
             return 2
+        if self.target_session_attrs is not None and self.role_changed(entry.conn):
+            return 0
         st = entry.data
         if st is not None and (not st.same(entry.conn) or st.epoch != self.epoch):
             return 2

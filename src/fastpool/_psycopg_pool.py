@@ -3,46 +3,59 @@
 """``fastpool.ConnectionPool``: psycopg_pool's threaded surface on fastpool.
 
 Switching is one import line: ``from fastpool import ConnectionPool``
-(and ``PoolTimeout``, ``PoolClosed``, ``TooManyRequests``, which subclass
-``psycopg.OperationalError`` like psycopg_pool's).  Parameter names, defaults
-and behaviour follow psycopg_pool 3.3; where psycopg_pool behaves badly,
+(and ``NullConnectionPool``, ``PoolTimeout``, ``PoolClosed``,
+``TooManyRequests``, which subclass ``psycopg.OperationalError`` like
+psycopg_pool's).  Parameter names, defaults, warnings and log messages follow
+psycopg_pool 3.3 (logs go to the ``psycopg.pool`` logger, where switching
+users' filters and alerts already look); where psycopg_pool behaves badly,
 fastpool does the right thing instead:
 
+* a connection whose backend died while idle is never handed out (the socket
+  is probed at every hand-out, at no round trip);
 * an idle connection past ``max_lifetime`` or ``max_idle`` is never handed out
   (psycopg_pool checks lifetime only when a connection comes back);
 * a caller that times out never wastes the connection opened for it;
 * after ``reconnect_timeout`` of failed attempts ``reconnect_failed(pool)`` is
   called, and the pool keeps trying with backoff instead of shrinking.
 
-fastpool extras are accepted too: ``recycle=`` (see :class:`fastpool.Recycle`).
+fastpool extras are accepted too: ``recycle=`` (see :class:`fastpool.Recycle`),
+``fail_fast_after``, ``release_timeout`` and ``transaction_pooling``.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import partial
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import psycopg
 from psycopg import pq
 
+from ._acompat import sleep
 from ._meta import ConnectionMetadata
 from ._psycopg import PsycopgDriver, run_autocommit
 from ._shell import BasePool
+from ._types import Conninfo, ConnT, Kwargs
 from ._validate import MAX_SIZE, check_bool, check_count, check_seconds
+from .errors import PoolTimeout
 from .recycle import Recycle
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["ConnectionPool"]
+__all__ = ["ConnectionPool", "NullConnectionPool"]
 
-logger = logging.getLogger("fastpool")
+#: psycopg_pool's logger: the drop-in classes log there, as the pools they replace did
+logger = logging.getLogger("psycopg.pool")
 
 _IDLE = pq.TransactionStatus.IDLE
+_ConnectionClass: Any = psycopg.Connection
 _COUNTERS = (
     "requests_num",
     "requests_queued",
@@ -63,67 +76,72 @@ def _not_idle(conn: Any) -> str | None:
     return None if status == _IDLE else pq.TransactionStatus(status).name
 
 
-class _TimedBorrow:
-    """``connection()`` of :class:`ConnectionPool`: also counts ``usage_ms``."""
+class _CheckedBorrow:
+    """``connection()`` when a ``check`` callback or a first-use warning is due."""
 
-    __slots__ = ("_entry", "_pool", "_t0", "_timeout")
+    __slots__ = ("_entry", "_pool", "_timeout")
 
-    def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
+    def __init__(self, pool: ConnectionPool[Any], timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
         self._entry: Any = None
-        self._t0 = 0.0
 
     def __enter__(self) -> Any:
         if self._entry is not None:
             raise RuntimeError("this connection() context is already in use")
-        self._entry = e = self._pool._get(self._timeout)
-        self._t0 = monotonic()
+        self._entry = e = self._pool._get_checked(self._timeout)
+        e.conn._pool = self._pool
         return e.conn
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         e, self._entry = self._entry, None
-        pool = self._pool
-        try:
-            pool._fast.release_block(e, exc_type is None)
-        finally:
-            with pool._lock:
-                pool._counters["usage_ms"] += int((monotonic() - self._t0) * 1000)
+        e.conn._pool = self._pool._driver
+        self._pool._fast.release_block(e, exc_type is None)
 
 
-class ConnectionPool(BasePool[Any]):
+class ConnectionPool(BasePool[ConnT]):
     """A psycopg_pool-compatible pool of psycopg ``Connection`` objects.
 
-    Parameters as psycopg_pool's: ``conninfo``, ``kwargs``, ``connection_class``,
-    ``min_size=4``, ``max_size=None`` (= ``min_size``), ``open`` (None or True:
-    open now, connecting in the background; False: call :meth:`open` or use the
-    pool as a context manager), ``configure(conn)``, ``check(conn)`` (run before
-    an idle connection is handed out; raise to reject it), ``reset(conn)`` (run
-    when a connection comes back; it must leave it idle), ``name``,
-    ``close_returns``, ``timeout=30``, ``max_waiting=0``, ``max_lifetime=3600``,
-    ``max_idle=600``, ``reconnect_timeout=300``, ``reconnect_failed(pool)``,
-    ``num_workers=3``; plus fastpool's ``recycle``, ``fail_fast_after`` (off by
-    default here, as psycopg_pool has no such thing), ``release_timeout`` and
-    ``transaction_pooling`` (for PgBouncer's transaction mode).
-    The callbacks may be plain or functions.
+    Generic over the connection class: ``ConnectionPool[MyConnection]``
+    (inferred from ``connection_class``) hands out ``MyConnection`` objects.
+
+    Parameters as psycopg_pool's: ``conninfo`` and ``kwargs`` (or functions,
+    plain or coroutine, returning them: called for each new connection, to
+    rotate credentials), ``connection_class``, ``min_size`` (4; 0 for the null pool),
+    ``max_size=None`` (= ``min_size``), ``open`` (True: open now; False: call
+    :meth:`open` or use ``with``; None: open now, with psycopg_pool's
+    warning), ``configure(conn)`` (once per new connection), ``check(conn)``
+    (before every hand-out; raise to reject the connection), ``reset(conn)``
+    (when a connection comes back; it must leave it idle), ``name``,
+    ``close_returns``, ``timeout=30``, ``max_waiting=0``,
+    ``max_lifetime=3600``, ``max_idle=600``, ``reconnect_timeout=300``,
+    ``reconnect_failed(pool)``, ``num_workers=3``; plus fastpool's
+    ``recycle``, ``fail_fast_after`` (off by default here, as psycopg_pool has
+    no such thing), ``release_timeout`` and ``transaction_pooling`` (for
+    PgBouncer's transaction mode).  The callbacks may be plain or coroutine
+    functions.
     """
 
     _driver: PsycopgDriver
+    _log: ClassVar[logging.Logger] = logger
+    _close_waits: ClassVar[bool] = False  # close() does not wait for borrowed connections
+    _lend_as_pool: ClassVar[bool] = True  # conn._pool is the pool, as with psycopg_pool
+    _null: ClassVar[bool] = False
 
     def __init__(
         self,
-        conninfo: str = "",
+        conninfo: Conninfo = "",
         *,
-        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
-        kwargs: dict[str, Any] | None = None,
-        min_size: int = 4,
+        connection_class: type[ConnT] = _ConnectionClass,
+        kwargs: Kwargs | None = None,
+        min_size: int | None = None,
         max_size: int | None = None,
         open: bool | None = None,
-        configure: Callable[[Any], Any] | None = None,
-        check: Callable[[Any], Any] | None = None,
-        reset: Callable[[Any], Any] | None = None,
+        configure: Callable[[ConnT], Any] | None = None,
+        check: Callable[[ConnT], Any] | None = None,
+        reset: Callable[[ConnT], Any] | None = None,
         name: str | None = None,
         close_returns: bool = False,
         timeout: float = 30.0,
@@ -131,21 +149,17 @@ class ConnectionPool(BasePool[Any]):
         max_lifetime: float = 3600.0,
         max_idle: float = 600.0,
         reconnect_timeout: float = 300.0,
-        reconnect_failed: Callable[[ConnectionPool], Any] | None = None,
+        reconnect_failed: Callable[[ConnectionPool[Any]], Any] | None = None,
         num_workers: int = 3,
         recycle: Recycle = Recycle.FAST,
         fail_fast_after: float | None = None,
         release_timeout: float = 5.0,
         transaction_pooling: bool = False,
     ) -> None:
-        # psycopg_pool's parameters are checked under their own names
-        if isinstance(min_size, int) and not isinstance(min_size, bool) and min_size < 0:
-            raise ValueError("min_size cannot be negative")
-        check_count("min_size", min_size, 0, MAX_SIZE)
-        if max_size is not None:
-            check_count("max_size", max_size, 1, MAX_SIZE)
-            if max_size < min_size:
-                raise ValueError("max_size must be greater or equal than min_size")
+        if min_size is None:
+            min_size = 0 if self._null else 4
+        min_size, core_max = self._check_size(min_size, max_size)
+        max_size = min_size if max_size is None else max_size
         for opt, value in (("timeout", timeout), ("max_lifetime", max_lifetime), ("max_idle", max_idle),
                            ("reconnect_timeout", reconnect_timeout)):  # fmt: skip
             check_seconds(opt, value)
@@ -169,7 +183,10 @@ class ConnectionPool(BasePool[Any]):
         self.max_idle = float(max_idle)
         self.reconnect_timeout = float(reconnect_timeout)
         self.num_workers = num_workers
+        self._max_size_arg = max_size
         self._baseline: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        # psycopg_pool's open=None: open now, and warn at the first use (it will change)
+        self._open_implicit = open is None
         super().__init__(
             partial(
                 PsycopgDriver,
@@ -182,13 +199,12 @@ class ConnectionPool(BasePool[Any]):
             open=False,
             start=open is not False,
             min_size=min_size,
-            max_size=min_size if max_size is None else max_size,
+            max_size=core_max,
             acquire_timeout=timeout,
             max_lifetime=max_lifetime,
             idle_timeout=max_idle,
             test_before_acquire=False,  # psycopg_pool does not ping; check= does
             after_connect=self._after_connect_cb if configure is not None else None,
-            before_acquire=self._before_acquire_cb if check is not None else None,
             after_release=self._after_release_cb if reset is not None else None,
             max_waiting=max_waiting,
             num_workers=num_workers,
@@ -197,8 +213,63 @@ class ConnectionPool(BasePool[Any]):
             reconnect_failed=reconnect_failed,
             fail_fast_after=fail_fast_after,
             release_timeout=release_timeout,
+            keep_idle=not self._null,
         )
-        self._driver.close_returns = bool(close_returns)
+        self._driver.close_returns = bool(close_returns) and not self._null
+
+    def _check_size(self, min_size: int, max_size: int | None) -> tuple[int, int]:
+        """psycopg_pool's size rules, under its messages; return (min_size, the core's max_size)."""
+        if isinstance(min_size, int) and not isinstance(min_size, bool) and min_size < 0:
+            raise ValueError("min_size cannot be negative")
+        check_count("min_size", min_size, 0, MAX_SIZE)
+        if max_size is not None:
+            check_count("max_size", max_size, 1, MAX_SIZE)
+            if max_size < min_size:
+                raise ValueError("max_size must be greater or equal than min_size")
+            return min_size, max_size
+        if min_size < 1:
+            raise ValueError("if min_size is 0 max_size must be greater or than 0")
+        return min_size, min_size
+
+    @property
+    def max_size(self) -> int:
+        """The most connections the pool holds (idle + in use + connecting)."""
+        return int(self._core.max_size)
+
+    @property
+    def _waiting(self) -> range:
+        # psycopg_pool's queue of callers, as far as code outside it looks (its len())
+        return range(self._core.waiting)
+
+    # -- opening, and psycopg_pool's warnings about it -------------------------------------
+
+    def _bind_fast(self) -> None:
+        # connection() and getconn() are the compiled borrow path's unless a check or a
+        # first-use warning is due; putconn() always is
+        super()._bind_fast()
+        if self._check_cb is None and not self._open_implicit:
+            self.connection = self._fast.connection  # type: ignore[method-assign]
+            self.getconn = self._fast.getconn  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("connection", None)
+            self.__dict__.pop("getconn", None)
+
+    def _warn_open(self) -> None:
+        name = type(self).__name__
+        warnings.warn(
+            f"the default for the {name} 'open' parameter will become 'False' in a future "
+            "release. Please use open={True|False} explicitly, or use the pool as context "
+            f"manager using: `with {name}(...) as pool: ...`",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+    def _first_use(self) -> None:
+        """The first borrow of a pool opened by default (``open=None``) warns, as psycopg_pool does."""
+        if self._open_implicit:
+            self._open_implicit = False
+            self._warn_open()
+            self._bind_fast()
 
     def open(self, wait: bool = False, timeout: float | None = 30.0) -> None:
         """Open the pool (connections are made in the background); idempotent.
@@ -210,9 +281,72 @@ class ConnectionPool(BasePool[Any]):
         if wait:
             self.wait(30.0 if timeout is None else timeout)
 
-    def connection(self, timeout: float | None = None) -> _TimedBorrow:
-        """Borrow a connection for a ``with`` block: commit on success, roll back on error."""
-        return _TimedBorrow(self, timeout)
+    def __enter__(self) -> Self:
+        if self._open_implicit:  # a pool used as a context manager is opened explicitly
+            self._open_implicit = False
+            self._bind_fast()
+        self.open()
+        return self
+
+    # -- borrowing -------------------------------------------------------------------------
+
+    def connection(self, timeout: float | None = None) -> AbstractContextManager[ConnT]:
+        """Borrow a connection for a ``with`` block: commit on success, roll back on error.
+
+        ``timeout`` (default: the pool's ``timeout``) bounds the wait for a
+        connection; ``check`` runs on the connection before it is handed out.
+        """
+        return cast(AbstractContextManager[ConnT], _CheckedBorrow(self, timeout))
+
+    def getconn(self, timeout: float | None = None) -> ConnT:
+        """Check out a connection, to give back with :meth:`putconn`.
+
+        Prefer :meth:`connection`; ``timeout`` and ``check`` as there.
+        """
+        # lent: conn._pool is this pool until putconn(), as psycopg_pool does
+        return self._fast.lend(self._get_checked(timeout))  # type: ignore[no-any-return]
+
+    def _get_checked(self, timeout: float | None) -> Any:
+        """An in-use entry that passed ``check``: connections that fail it are closed and the
+        next is tried (the first retry at once, then with backoff), within ``timeout``."""
+        if self._open_implicit:
+            self._first_use()
+        check = self._check_cb
+        if check is None:
+            return self._get(timeout)
+        start = monotonic()
+        budget = self.timeout if timeout is None else timeout
+        deadline = start + budget
+        delay = 0.0
+        while True:
+            e = self._get(max(0.0, deadline - monotonic()))
+            conn = e.conn
+            try:
+                self._phase(conn, deadline, check, conn)
+            except Exception as exc:
+                self._log.info("connection failed check: %s", self._driver.redact(str(exc)))
+                with self._lock:
+                    self._counters["health_check_failures"] += 1
+                self._discard(e)
+            except BaseException:  # cancelled mid-check: the connection's state is unknown
+                self._discard(e)
+                raise
+            else:
+                return e
+            left = deadline - monotonic()
+            if left <= 0:
+                raise PoolTimeout(f"couldn't get a connection after {budget:.2f} sec")
+            if delay:
+                sleep(min(left, delay * (0.5 + random.random())))
+            delay = min(max(delay * 2, 0.01), 1.0)
+
+    # -- psycopg_pool's API ----------------------------------------------------------------
+
+    def resize(self, min_size: int, max_size: int | None = None) -> None:
+        """Change the pool's size."""
+        min_size, core_max = self._check_size(min_size, max_size)
+        self._max_size_arg = min_size if max_size is None else max_size
+        super().resize(min_size, core_max)
 
     @staticmethod
     def check_connection(conn: psycopg.Connection[Any]) -> None:
@@ -227,10 +361,6 @@ class ConnectionPool(BasePool[Any]):
         """If true, ``conn.close()`` on a borrowed connection returns it to the pool."""
         return bool(self._driver.close_returns)
 
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
     def __repr__(self) -> str:
         return f"<fastpool.{type(self).__name__} {self._name!r} at 0x{id(self):x}>"
 
@@ -244,17 +374,12 @@ class ConnectionPool(BasePool[Any]):
                 f"connection left in status {status} by configure function {self._configure}: discarded"
             )
 
-    def _before_acquire_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
-        assert self._check_cb is not None
-        self._check_cb(conn)  # raising rejects the connection, as in psycopg_pool
-        return True
-
     def _after_release_cb(self, conn: Any, meta: ConnectionMetadata) -> bool:
         assert self._reset_cb is not None
         self._reset_cb(conn)
         if (status := _not_idle(conn)) is not None:
             msg = "connection left in status %s by reset function %s: discarded"
-            logger.warning(msg, status, self._reset_cb)
+            self._log.warning(msg, status, self._reset_cb)
             return False
         return True
 
@@ -281,7 +406,7 @@ class ConnectionPool(BasePool[Any]):
             "requests_queued": core.n_waits,
             "requests_wait_ms": c["wait_ms"],
             "requests_errors": c["timeouts"] + core.n_too_many,
-            "usage_ms": c["usage_ms"],
+            "usage_ms": int(core.usage * 1000.0),
             "returns_bad": c["returns_bad"],
             "connections_num": core.n_connects + core.n_connect_failures,
             "connections_ms": c["connect_ms"],
@@ -290,7 +415,7 @@ class ConnectionPool(BasePool[Any]):
         }
         out = {
             "pool_min": int(core.min_size),
-            "pool_max": int(core.max_size),
+            "pool_max": self.max_size,
             "pool_size": int(core.size),
             "pool_available": int(core.idle),
             "requests_waiting": int(core.waiting),
@@ -300,4 +425,52 @@ class ConnectionPool(BasePool[Any]):
         return out
 
 
+class NullConnectionPool(ConnectionPool[ConnT]):
+    """psycopg_pool's ``NullConnectionPool``: a pool that keeps no connection.
+
+    Every borrow gets a new connection, closed when it comes back unless a
+    caller is waiting for one (then it is reset and handed over).  The
+    parameters are :class:`ConnectionPool`'s, but ``min_size`` must be 0,
+    ``max_size`` caps the connections open at once (``None`` or 0: no cap)
+    and ``close_returns`` is ignored.  ``check()`` does nothing; :meth:`wait`
+    opens one connection to see that the server can be reached.
+    """
+
+    _null: ClassVar[bool] = True
+
+    def _check_size(self, min_size: int, max_size: int | None) -> tuple[int, int]:
+        check_count("min_size", min_size, 0)
+        if min_size != 0:
+            raise ValueError("null pools must have min_size = 0")
+        if max_size is None or max_size == 0:
+            return 0, MAX_SIZE
+        if isinstance(max_size, int) and not isinstance(max_size, bool) and max_size < 0:
+            raise ValueError("max_size must be greater or equal than min_size")
+        return 0, check_count("max_size", max_size, 1, MAX_SIZE)
+
+    @property
+    def max_size(self) -> int:
+        """The most connections open at once; 0: no limit."""
+        return int(self._max_size_arg or 0)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Open one connection, then close it: check that the server can be reached.
+
+        Closes the pool and raises ``PoolTimeout`` if that takes longer than ``timeout``.
+        """
+        self._ensure_started()
+        if self._closed:
+            raise self._closed_error()
+        try:
+            e = self._get(timeout)
+        except PoolTimeout as exc:
+            self.close()
+            raise PoolTimeout(f"pool initialization incomplete after {timeout} sec") from exc.__cause__
+        self._discard_now(e)
+
+    def check(self) -> None:
+        """Do nothing: a null pool holds no idle connection to check."""
+
+
 ConnectionPool.__module__ = "fastpool"
+NullConnectionPool.__module__ = "fastpool"

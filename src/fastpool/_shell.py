@@ -51,7 +51,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal
 
 from . import _core_select
 from ._acompat import TIMEOUT_MAX, Runner, sleep, wake
@@ -89,8 +89,17 @@ class BasePool(Generic[C]):
 
     ``start=False`` keeps the pool closed until :meth:`open` is called (the
     psycopg_pool surface's ``open=False``); otherwise the pool starts at
-    once (threads) or on the loop of its first use (asyncio).
+    once (threads) or on the loop of its first use (asyncio).  ``keep_idle=False``
+    keeps no idle connection: one that nobody waits for is closed (the null pools).
     """
+
+    #: where the pool logs (the psycopg_pool surface logs where psycopg_pool did)
+    _log: ClassVar[logging.Logger] = logger
+    #: ``close()`` waits for borrowed connections (psycopg_pool's does not)
+    _close_waits: ClassVar[bool] = True
+    #: a psycopg connection's ``_pool`` is the pool itself while lent, as psycopg_pool's is
+    #: (the driver otherwise: it has what psycopg calls there, and holds the pool weakly)
+    _lend_as_pool: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -116,6 +125,7 @@ class BasePool(Generic[C]):
         name: str | None = None,
         reconnect_timeout: float | None = None,
         reconnect_failed: Callable[[Any], Any] | None = None,
+        keep_idle: bool = True,
     ) -> None:
         self._closed = True  # until started: __del__/close stay harmless
         self._opened = False
@@ -140,7 +150,9 @@ class BasePool(Generic[C]):
         self._release_timeout = check_seconds("release_timeout", release_timeout)
         self._name = str(name) if name is not None else f"pool-{next(_names)}"
         self._driver = driver = make_driver(self._acquire_timeout)
-        driver.pool = weakref.ref(self)
+        self._ref = weakref.ref(self)
+        driver.pool = self._ref
+        driver.log = self._log
         self._test_before_acquire = test_before_acquire
         self._after_connect = after_connect
         self._before_acquire = before_acquire
@@ -155,6 +167,7 @@ class BasePool(Generic[C]):
         self._entry_cls = core_mod.Entry
         self._in_use_state = core_mod.ENTRY_IN_USE
         self._core_args = (max_lifetime, idle_timeout, verify_after, queue_mode == "lifo", max_waiting)
+        self._keep_idle = keep_idle
         self._has_reset = driver.has_reset
         self._has_finish = driver.has_finish
         self._has_needs_check = driver.has_needs_check
@@ -164,7 +177,6 @@ class BasePool(Generic[C]):
         self._check_always = driver.always_check
         self._num_workers = num_workers
         self._runner = Runner(self._name, num_workers)
-        self._lent: dict[int, Any] = {}
         self._backoff = BACKOFF_INITIAL
         self._last_error: BaseException | None = None
         self._last_error_at = 0.0
@@ -209,12 +221,12 @@ class BasePool(Generic[C]):
         core_mod = self._core_mod
         self._lock = core_mod.Lock()
         self._core = core_mod.PoolCore(
-            max_size, min_size, *self._core_args, id(self) ^ int(monotonic() * 1e9)
+            max_size, min_size, *self._core_args, id(self) ^ int(monotonic() * 1e9), self._keep_idle
         )
         self._doomed = self._core.doomed
         get_mode, put_mode = self._fast_modes()
         self._fast = core_mod.FastPath(
-            weakref.ref(self),
+            self._ref,
             self._core,
             self._lock,
             self._driver,
@@ -222,9 +234,22 @@ class BasePool(Generic[C]):
             put_mode,
             self._test_before_acquire,
         )
-        if type(self).connection is BasePool.connection:
-            self.connection = self._fast.connection  # type: ignore[method-assign]
+        if self._lend_as_pool:
+            self._fast.unlent = self._driver  # conn._pool: the pool while lent, the driver when back
+        self._bind_fast()
         self._get = self._fast.get  # type: ignore[method-assign]  # compiled: no Python frame per acquire
+
+    def _bind_fast(self) -> None:
+        """Let ``connection()``, ``getconn()`` and ``putconn()`` be the compiled borrow path's
+        (no Python frame per borrow), unless a surface defines its own."""
+        fast = self._fast
+        cls = type(self)
+        if cls.connection is BasePool.connection:
+            self.connection = fast.connection  # type: ignore[method-assign]
+        if cls.getconn is BasePool.getconn:
+            self.getconn = fast.getconn  # type: ignore[method-assign]
+        if cls.putconn is BasePool.putconn:
+            self.putconn = fast.putconn  # type: ignore[method-assign]
 
     def _fast_modes(self) -> tuple[int, int]:
         """Which gates the borrow path must run itself, from the options and the driver."""
@@ -236,7 +261,7 @@ class BasePool(Generic[C]):
             get_mode = core_mod.GET_PROBE if self._fast_probe else core_mod.GET_ADMIT
         else:
             get_mode = core_mod.GET_PLAIN
-        if self._after_release is not None:
+        if self._after_release is not None or not self._keep_idle:
             put_mode = core_mod.PUT_SLOW
         elif self._has_finish or self._has_reset:
             put_mode = core_mod.PUT_PSYCOPG if getattr(driver, "fast_return", False) else core_mod.PUT_SLOW
@@ -300,7 +325,7 @@ class BasePool(Generic[C]):
         self._closed = False
         self._runner.start(self)
         if self._reap_interval is not None:
-            self._runner.later(self._reap_interval, _reap, weakref.ref(self))
+            self._runner.later(self._reap_interval, _reap, self._ref)
         with self._lock:
             n = self._core.plan_connects()
         self._start_connects(n)
@@ -383,6 +408,7 @@ class BasePool(Generic[C]):
             waiters = self._core.close()
             for w in waiters:
                 w.error = PoolClosed(f"{self._name} was closed while waiting for a connection")
+        self._fast.put_mode = self._core_mod.PUT_SLOW  # a return now closes its connection at once
         for w in waiters:
             wake(w)
         surfaces = list(self._closers)
@@ -390,12 +416,12 @@ class BasePool(Generic[C]):
             s._pool_closing()
         self._close_doomed()
         deadline = monotonic() + max(0.0, timeout)
-        while self._core.in_use and monotonic() < deadline:
+        while self._close_waits and self._core.in_use and monotonic() < deadline:
             sleep(0.005)
         for s in surfaces:  # leaders still holding on after the timeout lose their sessions
             s._pool_closed()
-        if self._core.in_use:
-            logger.warning(
+        if self._core.in_use and self._close_waits:
+            self._log.warning(
                 "%s closed with %d connection(s) still in use; they will be closed when returned",
                 self._name,
                 self._core.in_use,
@@ -427,7 +453,6 @@ class BasePool(Generic[C]):
             except Exception:  # pragma: no cover - best effort
                 pass
         core = self._core
-        self._lent = {}
         self._dedicated = 0
         self._backoff = BACKOFF_INITIAL
         self._failing_since = None
@@ -492,10 +517,7 @@ class BasePool(Generic[C]):
 
     def getconn(self, timeout: float | None = None) -> C:
         """Check out a connection to give back with :meth:`putconn`."""
-        e = self._get(timeout)
-        with self._lock:
-            self._lent[id(e.conn)] = e
-        return e.conn  # type: ignore[no-any-return]
+        return self._fast.getconn(timeout)  # type: ignore[no-any-return]  # (bound over: compiled)
 
     def putconn(self, conn: C) -> None:
         """Give back a connection obtained from :meth:`getconn`.
@@ -503,14 +525,10 @@ class BasePool(Generic[C]):
         Raises ``WrongPoolError`` if ``conn`` was not lent by this pool's
         ``getconn`` or was already given back.
         """
-        with self._lock:
-            e = self._lent.pop(id(conn), None)
-            if e is not None and e.conn is not conn:
-                self._lent[id(conn)] = e
-                e = None
-        if e is None:
-            raise WrongPoolError(f"this connection was not lent by {self._name} (or was already returned)")
-        self._release(e)
+        self._fast.putconn(conn)  # (bound over at construction: the compiled return path)
+
+    def _not_lent(self, conn: Any) -> None:
+        raise WrongPoolError(f"this connection was not lent by {self._name} (or was already returned)")
 
     def drain(self) -> None:
         """Close every idle connection now, and every borrowed one when it comes back.
@@ -547,7 +565,7 @@ class BasePool(Generic[C]):
                 except Exception as exc:
                     with self._lock:
                         self._counters["health_check_failures"] += 1
-                    self._reject(e, "check() found a broken connection", exc)
+                    self._reject(e, "check() found a broken connection", exc, logging.WARNING)
                 except BaseException:  # interrupted mid-check: the connection's state is unknown
                     self._discard(e)
                     raise
@@ -730,7 +748,7 @@ class BasePool(Generic[C]):
             try:
                 need = self._driver.needs_check(e, now)
             except Exception as exc:
-                self._reject(e, "needs_health_check raised", exc)
+                self._reject(e, "needs_health_check raised", exc, logging.WARNING)
                 return False
         try:
             if need:
@@ -752,7 +770,7 @@ class BasePool(Generic[C]):
                     meta = ConnectionMetadata(now - e.created_at, now - e.last_used)
                     ok = self._phase(conn, deadline, hook, conn, meta)
                 except Exception as exc:
-                    self._reject(e, "before_acquire raised", exc)
+                    self._reject(e, "before_acquire raised", exc, logging.WARNING)
                     return False
                 if not ok:
                     with self._lock:
@@ -764,8 +782,15 @@ class BasePool(Generic[C]):
             raise
         return True
 
-    def _reject(self, e: Any, why: str, exc: BaseException) -> None:
-        logger.warning("%s: %s, closing the connection: %s", self._name, why, self._driver.redact(str(exc)))
+    def _reject(self, e: Any, why: str, exc: BaseException, level: int = logging.INFO) -> None:
+        """Close a connection that failed a check.
+
+        A failed health check is logged at INFO: the caller gets another connection and
+        sees nothing; a hook that raised is a bug worth a warning.
+        """
+        self._log.log(
+            level, "%s: %s, closing the connection: %s", self._name, why, self._driver.redact(str(exc))
+        )
         self._discard(e)
 
     def _take_idle(self) -> list[Any]:
@@ -794,7 +819,7 @@ class BasePool(Generic[C]):
                 self._release(e)
                 if ok:
                     raise
-                logger.debug("%s: rollback after an error failed: %s", self._name, fexc)
+                self._log.debug("%s: rollback after an error failed: %s", self._name, fexc)
                 return
             except BaseException:  # interrupted mid-commit: unknown state
                 self._discard(e)
@@ -810,6 +835,9 @@ class BasePool(Generic[C]):
         if e.owner is not self._core:  # borrowed before a fork, in the parent: forgotten here
             return
         conn = e.conn
+        if self._closed or not (self._keep_idle or self._core.waiting):
+            self._discard_now(e)  # nobody will use it: closed now, nothing reset
+            return
         now = monotonic()
         deadline = now + self._release_timeout
         keep = now < e.expires_at  # past max_lifetime: closed without after_release
@@ -825,7 +853,7 @@ class BasePool(Generic[C]):
                     with self._lock:
                         self._counters["after_release_rejections"] += 1
         except Exception as exc:
-            logger.warning(
+            self._log.warning(
                 "%s: resetting a returned connection failed, closing it: %s",
                 self._name,
                 self._driver.redact(str(exc)),
@@ -851,6 +879,14 @@ class BasePool(Generic[C]):
         if n:
             self._start_connects(n)
 
+    def _discard_now(self, e: Any) -> None:
+        """Drop an in-use entry and close its connection before returning."""
+        with self._lock:
+            n = self._core.discard(e)
+        self._close_conns([e.conn])
+        if n:
+            self._start_connects(n)
+
     def _close_doomed(self) -> None:
         """Close what the core doomed (expired, drained, returned to a closed pool); top up."""
         with self._lock:
@@ -859,7 +895,7 @@ class BasePool(Generic[C]):
         if doomed:
             for e in doomed:
                 if e.locks_held:
-                    logger.error("%s: closing a connection that still holds a lock", self._name)
+                    self._log.error("%s: closing a connection that still holds a lock", self._name)
             self._close_later([e.conn for e in doomed])
         if n:
             self._start_connects(n)
@@ -874,7 +910,9 @@ class BasePool(Generic[C]):
             try:
                 self._driver.close(conn)
             except Exception as exc:
-                logger.debug("%s: error closing a connection: %s", self._name, self._driver.redact(str(exc)))
+                self._log.debug(
+                    "%s: error closing a connection: %s", self._name, self._driver.redact(str(exc))
+                )
 
     def _orphaned(self, e: Any) -> None:
         """A borrowed entry's owner was garbage-collected: discard it in the background.
@@ -945,7 +983,7 @@ class BasePool(Generic[C]):
             try:
                 self._reconnect_failed(self)
             except Exception:
-                logger.exception("%s: error in reconnect_failed", self._name)
+                self._log.exception("%s: error in reconnect_failed", self._name)
         for w in failed:
             wake(w)
         if n:
@@ -989,7 +1027,7 @@ class BasePool(Generic[C]):
             n = self._core.connect_failed()
             delay = self._backoff * (0.5 + 0.5 * random.random())  # exponential backoff, jittered
             self._backoff = min(self._backoff * 2, BACKOFF_MAX)
-        logger.info(
+        self._log.info(
             "%s: connecting to %s failed (%s): %s",
             self._name,
             self._driver.describe(),
@@ -997,7 +1035,7 @@ class BasePool(Generic[C]):
             self._driver.redact(str(exc).strip()),
         )
         if gave_up:
-            logger.warning(
+            self._log.warning(
                 "%s: connecting to %s has failed for more than %s s",
                 self._name,
                 self._driver.describe(),
@@ -1066,7 +1104,7 @@ class BasePool(Generic[C]):
                 core.evict(dead)
                 self._counters["dead_idle_closed"] += len(dead)
         if dead:
-            logger.info("%s: closing %d idle connection(s) found dead", self._name, len(dead))
+            self._log.info("%s: closing %d idle connection(s) found dead", self._name, len(dead))
         self._close_doomed()
 
     # -- errors --------------------------------------------------------------------------------
@@ -1161,7 +1199,7 @@ class PooledConnection(Generic[C]):
 
     def release(self) -> None:
         """Give the connection back to the pool (reset, then reuse)."""
-        self._pool._release(self._take())
+        self._pool._fast.put(self._take())
 
     def close(self) -> None:
         """Close the connection instead of returning it; its slot is freed now."""

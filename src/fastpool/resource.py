@@ -13,6 +13,7 @@ A resource class implements four methods:
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from ._meta import ConnectionMetadata
@@ -144,6 +145,7 @@ class Driver:
     always_check: bool = False  # check() at every hand-out from idle (VERIFIED)
     transaction_pooling: bool = False  # the server side keeps no session between transactions
     pool: Any = None  # a weak reference to the pool using this driver, set by the pool
+    log: logging.Logger = logging.getLogger("fastpool")  # where the driver logs: its pool's logger
 
     def snapshot(self, conn: Any) -> Any:
         """Return the driver's state for a new connection (stored as ``entry.data``)."""
