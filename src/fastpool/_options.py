@@ -9,7 +9,7 @@ from typing import Any, Literal
 from ._pool import Pool
 from ._pool_async import AsyncPool
 from ._shell import ResourcePool
-from ._types import Hook
+from ._types import AsyncConninfo, Conninfo, Hook
 from ._validate import check_options
 
 __all__ = ["PoolOptions"]
@@ -77,11 +77,11 @@ class PoolOptions:
             "max_waiting": self.max_waiting,
         }
 
-    def connect(self, conninfo: str = "", **extra: Any) -> Pool:
+    def connect(self, conninfo: Conninfo = "", **extra: Any) -> Pool:
         """Build a psycopg :class:`Pool` and open ``max(1, min_connections)`` connections now."""
         return Pool(conninfo, open=True, **self._pool_kwargs(), **extra)
 
-    def connect_lazy(self, conninfo: str = "", **extra: Any) -> Pool:
+    def connect_lazy(self, conninfo: Conninfo = "", **extra: Any) -> Pool:
         """Build a psycopg :class:`Pool` that opens its connections in the background."""
         return Pool(conninfo, open=False, **self._pool_kwargs(), **extra)
 
@@ -91,10 +91,10 @@ class PoolOptions:
         """Build a :class:`ResourcePool` of ``resource_cls`` (eager unless ``lazy``)."""
         return ResourcePool(resource_cls, ctx, open=not lazy, **self._pool_kwargs(), **extra)
 
-    async def aconnect(self, conninfo: str = "", **extra: Any) -> AsyncPool:
+    async def aconnect(self, conninfo: AsyncConninfo = "", **extra: Any) -> AsyncPool:
         """Build an :class:`AsyncPool` and open ``max(1, min_connections)`` connections now."""
         return await AsyncPool.connect(conninfo, **self._pool_kwargs(), **extra)
 
-    def aconnect_lazy(self, conninfo: str = "", **extra: Any) -> AsyncPool:
+    def aconnect_lazy(self, conninfo: AsyncConninfo = "", **extra: Any) -> AsyncPool:
         """Build an :class:`AsyncPool` that starts on the loop of its first use."""
         return AsyncPool.connect_lazy(conninfo, **self._pool_kwargs(), **extra)

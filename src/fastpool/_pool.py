@@ -15,7 +15,7 @@ import psycopg
 from ._leadership import Leadership
 from ._psycopg import PsycopgDriver
 from ._shell import BasePool
-from ._types import PoolSettings
+from ._types import Conninfo, Kwargs, PoolSettings
 from .leadership import LeadershipNotAcquired, LockKey
 from .recycle import Recycle
 
@@ -66,9 +66,9 @@ class Pool(BasePool[psycopg.Connection[Any]]):
 
     def __init__(
         self,
-        conninfo: str = "",
+        conninfo: Conninfo = "",
         *,
-        kwargs: dict[str, Any] | None = None,
+        kwargs: Kwargs | None = None,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
         recycle: Recycle = Recycle.FAST,
         transaction_pooling: bool = False,
@@ -92,13 +92,13 @@ class Pool(BasePool[psycopg.Connection[Any]]):
         super().__init__(make_driver, **options)
 
     @classmethod
-    def connect(cls, conninfo: str = "", **options: Any) -> Self:
+    def connect(cls, conninfo: Conninfo = "", **options: Any) -> Self:
         """Create a pool and open ``max(1, min_size)`` connections now (sqlx ``connect``)."""
         options["open"] = True
         return cls(conninfo, **options)
 
     @classmethod
-    def connect_lazy(cls, conninfo: str = "", **options: Any) -> Self:
+    def connect_lazy(cls, conninfo: Conninfo = "", **options: Any) -> Self:
         """Create a pool that connects in the background (sqlx ``connect_lazy``)."""
         options["open"] = False
         return cls(conninfo, **options)

@@ -13,7 +13,7 @@ import psycopg
 from ._leadership_async import AsyncLeadership
 from ._psycopg_async import AsyncPsycopgDriver
 from ._shell_async import AsyncBasePool
-from ._types import PoolSettings
+from ._types import AsyncConninfo, AsyncKwargs, PoolSettings
 from .leadership import LeadershipNotAcquired, LockKey
 from .recycle import Recycle
 
@@ -64,9 +64,9 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
 
     def __init__(
         self,
-        conninfo: str = "",
+        conninfo: AsyncConninfo = "",
         *,
-        kwargs: dict[str, Any] | None = None,
+        kwargs: AsyncKwargs | None = None,
         connection_class: type[psycopg.AsyncConnection[Any]] = psycopg.AsyncConnection,
         recycle: Recycle = Recycle.FAST,
         transaction_pooling: bool = False,
@@ -90,7 +90,7 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
         super().__init__(make_driver, **options)
 
     @classmethod
-    async def connect(cls, conninfo: str = "", **options: Any) -> Self:
+    async def connect(cls, conninfo: AsyncConninfo = "", **options: Any) -> Self:
         """Create a pool and open ``max(1, min_size)`` connections now (sqlx ``connect``)."""
         if True:  # ASYNC
             pool = cls(conninfo, **options)
@@ -101,7 +101,7 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
             return cls(conninfo, **options)
 
     @classmethod
-    def connect_lazy(cls, conninfo: str = "", **options: Any) -> Self:
+    def connect_lazy(cls, conninfo: AsyncConninfo = "", **options: Any) -> Self:
         """Create a pool that connects in the background (sqlx ``connect_lazy``)."""
         options["open"] = False
         return cls(conninfo, **options)
