@@ -5,7 +5,8 @@ under ``valgrind --tool=callgrind`` twice (N and 6N borrows) and reports the
 difference divided by 5N: the instructions one borrow+return costs, start-up
 excluded.  Implementations: fastpool-c, fastpool-python, fastpool-getconn-c,
 dropin-c and dropin-getconn-c (the psycopg_pool-compatible ``ConnectionPool``),
-psycopg_pool, psycopg_pool-getconn, sqlalchemy, floor, and the asyncio ones
+psycopg_pool, psycopg_pool-getconn, sqlalchemy (QueuePool), sqlalchemy-fastpool
+(``fastpool.sqlalchemy.FastPool``), floor, and the asyncio ones
 async-fastpool-c, async-fastpool-python, async-dropin-c, async-psycopg_pool (and
 their ``-getconn`` variants: getconn/putconn instead of ``connection()``),
 and 64 tasks on 4 connections
@@ -36,6 +37,7 @@ IMPLS = [
     "psycopg_pool",
     "psycopg_pool-getconn",
     "sqlalchemy",
+    "sqlalchemy-fastpool",
 ]
 ASYNC_IMPLS = [
     "async-fastpool-c",
@@ -58,6 +60,7 @@ SHAPE_NAMES = {
     "psycopg_pool": "psycopg_pool",
     "psycopg_pool-getconn": "psycopg_pool getconn/putconn",
     "sqlalchemy": "sqlalchemy QueuePool",
+    "sqlalchemy-fastpool": "sqlalchemy FastPool",
     "async-fastpool-c": "fastpool[c]",
     "async-fastpool-python": "fastpool[python]",
     "async-fastpool-getconn-c": "fastpool[c]",

@@ -68,6 +68,7 @@ SYNC = [
     "psycopg_pool",
     "psycopg_pool getconn/putconn",
     "sqlalchemy QueuePool",
+    "sqlalchemy FastPool",
     "floor: deque+Lock",
 ]
 ASYNC = [
@@ -318,10 +319,11 @@ def sync_pg(name: str, dsn: str, *, query: str | None = None, autocommit: bool =
         )
         pool.wait()
     elif name.startswith("sqlalchemy"):
-        sa_pool = _import("sqlalchemy.pool")
-        qp = sa_pool.QueuePool(
-            lambda: psycopg.connect(dsn, **_kwargs(autocommit)), pool_size=SIZE, max_overflow=0
-        )
+        # SQLAlchemy's own pool, or fastpool's pool class for SQLAlchemy (same arguments)
+        sa_class = _import("sqlalchemy.pool").QueuePool
+        if name.endswith("FastPool"):
+            sa_class = _import("fastpool.sqlalchemy").FastPool
+        qp = sa_class(lambda: psycopg.connect(dsn, **_kwargs(autocommit)), pool_size=SIZE, max_overflow=0)
         warm = [qp.connect() for _ in range(SIZE)]
         for c in warm:
             c.close()

@@ -857,6 +857,28 @@ cdef int _check_timeout(object timeout) except -1:
 
 
 @cython.final
+cdef inline object _lend(dict lent, object unlent, object pool_ref, Entry e):
+    """Both fast paths' ``lend``: remember ``e`` by its connection; point ``conn._pool`` at the pool."""
+    conn = e.conn
+    lent[id(conn)] = e
+    if unlent is not None:
+        conn._pool = pool_ref()
+    return conn
+
+
+cdef inline object _take_back(dict lent, object unlent, object conn):
+    """Both fast paths' ``take_back``: the entry lent for ``conn`` (forgotten now), or None."""
+    e = lent.pop(id(conn), None)
+    if e is None:
+        return None
+    if (<Entry>e).conn is not conn:  # an id reused by another object: not ours
+        lent[id(conn)] = e
+        return None
+    if unlent is not None:
+        conn._pool = unlent
+    return e
+
+
 cdef class FastPath:
     """A threaded pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
@@ -938,23 +960,11 @@ cdef class FastPath:
 
     cpdef object lend(self, Entry e):
         """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
-        conn = e.conn
-        self.lent[id(conn)] = e
-        if self.unlent is not None:
-            conn._pool = self._pool()
-        return conn
+        return _lend(self.lent, self.unlent, self._pool, e)
 
     cpdef object take_back(self, conn):
         """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
-        e = self.lent.pop(id(conn), None)
-        if e is None:
-            return None
-        if (<Entry>e).conn is not conn:  # an id reused by another object: not ours
-            self.lent[id(conn)] = e
-            return None
-        if self.unlent is not None:
-            conn._pool = self.unlent
-        return e
+        return _take_back(self.lent, self.unlent, conn)
 
     def getconn(self, timeout=None):
         """``pool.getconn()``: a connection to give back with ``putconn``."""
@@ -1111,23 +1121,11 @@ cdef class AsyncFastPath:
 
     cpdef object lend(self, Entry e):
         """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
-        conn = e.conn
-        self.lent[id(conn)] = e
-        if self.unlent is not None:
-            conn._pool = self._pool()
-        return conn
+        return _lend(self.lent, self.unlent, self._pool, e)
 
     cpdef object take_back(self, conn):
         """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
-        e = self.lent.pop(id(conn), None)
-        if e is None:
-            return None
-        if (<Entry>e).conn is not conn:  # an id reused by another object: not ours
-            self.lent[id(conn)] = e
-            return None
-        if self.unlent is not None:
-            conn._pool = self.unlent
-        return e
+        return _take_back(self.lent, self.unlent, conn)
 
     def getconn(self, timeout=None):
         """``await pool.getconn()``: a connection to give back with ``putconn``."""

@@ -729,7 +729,35 @@ def _check_timeout(timeout: Any) -> None:
         raise ValueError(f"timeout must be >= 0, got {timeout}")
 
 
-class FastPath:
+class _Lending:
+    """What ``getconn``/``putconn`` keep, shared by both fast paths: the entries lent, by connection."""
+
+    lent: dict[int, Entry]
+    unlent: Any
+    _pool: Any
+
+    def lend(self, e: Entry) -> Any:
+        """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
+        conn = e.conn
+        self.lent[id(conn)] = e
+        if self.unlent is not None:
+            conn._pool = self._pool()
+        return conn
+
+    def take_back(self, conn: Any) -> Entry | None:
+        """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
+        e = self.lent.pop(id(conn), None)
+        if e is None:
+            return None
+        if e.conn is not conn:  # an id reused by another object: not ours
+            self.lent[id(conn)] = e
+            return None
+        if self.unlent is not None:
+            conn._pool = self.unlent
+        return e
+
+
+class FastPath(_Lending):
     """A threaded pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
     It does the common case itself (lock, core pop/push, the gates the pool's
@@ -807,26 +835,6 @@ class FastPath:
         else:
             self._pool()._release(e)
 
-    def lend(self, e: Entry) -> Any:
-        """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
-        conn = e.conn
-        self.lent[id(conn)] = e
-        if self.unlent is not None:
-            conn._pool = self._pool()
-        return conn
-
-    def take_back(self, conn: Any) -> Entry | None:
-        """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
-        e = self.lent.pop(id(conn), None)
-        if e is None:
-            return None
-        if e.conn is not conn:  # an id reused by another object: not ours
-            self.lent[id(conn)] = e
-            return None
-        if self.unlent is not None:
-            conn._pool = self.unlent
-        return e
-
     def getconn(self, timeout: float | None = None) -> Any:
         """``pool.getconn()``: a connection to give back with ``putconn``."""
         return self.lend(self.get(timeout))
@@ -878,7 +886,7 @@ def _wake(w: Waiter) -> None:
         fut.set_result(None)
 
 
-class AsyncFastPath:
+class AsyncFastPath(_Lending):
     """An asyncio pool's per-borrow path: ``connection()``, ``get``, ``release`` and ``release_block``.
 
     ``get`` returns an entry when one can be handed out without awaiting
@@ -951,26 +959,6 @@ class AsyncFastPath:
             self.release(e, now)
             return None
         return self._pool()._release(e)
-
-    def lend(self, e: Entry) -> Any:
-        """Record ``e`` as lent by ``getconn`` (the pool's own checked paths use it too); its conn."""
-        conn = e.conn
-        self.lent[id(conn)] = e
-        if self.unlent is not None:
-            conn._pool = self._pool()
-        return conn
-
-    def take_back(self, conn: Any) -> Entry | None:
-        """The entry ``getconn`` lent for ``conn`` (forgotten now), or None."""
-        e = self.lent.pop(id(conn), None)
-        if e is None:
-            return None
-        if e.conn is not conn:  # an id reused by another object: not ours
-            self.lent[id(conn)] = e
-            return None
-        if self.unlent is not None:
-            conn._pool = self.unlent
-        return e
 
     async def getconn(self, timeout: float | None = None) -> Any:
         """``await pool.getconn()``: a connection to give back with ``putconn``."""

@@ -155,7 +155,7 @@ class FastPool(Pool):
 
     def _do_get(self) -> ConnectionPoolEntry:
         try:
-            handle = self._fp.acquire(self._timeout)
+            handle = self._checkout()
         except PoolTimeout:
             raise self._timeout_error() from None
         record = handle.connection
@@ -166,11 +166,16 @@ class FastPool(Pool):
         handle = self._lent.pop(id(record), None)
         if handle is None:  # not checked out from this pool (one replaced by dispose()): drop it
             record.close()
-            return
-        if self._closes_on_return():
+        elif self._closes_on_return():
             handle.close()
         else:
-            handle.release()
+            self._checkin(handle)
+
+    def _checkout(self) -> Any:
+        return self._fp.acquire(self._timeout)
+
+    def _checkin(self, handle: Any) -> None:
+        handle.release()
 
     def _closes_on_return(self) -> bool:
         """An overflow connection is closed on return: pool_size are idle already and nobody waits."""
@@ -249,24 +254,14 @@ class AsyncFastPool(FastPool):
     def _make_pool(self, **options: Any) -> Any:
         return _AsyncSQLAlchemyPool(lambda _timeout: _AsyncRecordDriver(self), **options)
 
-    def _do_get(self) -> ConnectionPoolEntry:
-        try:
-            handle = await_only(self._fp.acquire(self._timeout))
-        except PoolTimeout:
-            raise self._timeout_error() from None
-        record = handle.connection
-        self._lent[id(record)] = handle
-        return record  # type: ignore[no-any-return]
+    def _checkout(self) -> Any:
+        return await_only(self._fp.acquire(self._timeout))
 
-    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
-        handle = self._lent.pop(id(record), None)
-        if handle is None:
-            record.close()
-            return
-        if self._closes_on_return() or not in_greenlet():
-            handle.close()  # outside SQLAlchemy's greenlet (a garbage-collected connection): closed
-        else:
+    def _checkin(self, handle: Any) -> None:
+        if in_greenlet():
             await_only(handle.release())
+        else:  # outside SQLAlchemy's greenlet (a garbage-collected connection): closed
+            handle.close()
 
     def dispose(self) -> None:
         """Close the idle connections now; checked-out ones are closed when given back."""
