@@ -57,7 +57,7 @@ class Side:
         if not self.resized:  # shrinking max_size leaves the excess in use until returned
             assert s["size"] <= s["max_size"]
         assert s["in_use"] == len(self.in_use) + len(self.pending)
-        if s["waiting"]:
+        if s["waiting"] and not c.paused:
             assert s["idle"] == 0
         idle = c.idle_entries()
         assert len(idle) == s["idle"]
@@ -134,6 +134,17 @@ def step(side: Side, op: str, arg: float, now: float) -> Any:
         return c.evict(chosen)
     if op == "drain":
         return c.drain(now)
+    if op == "drain_spread":
+        return c.drain(now, 1.0 + arg * 10)
+    if op == "pause":
+        c.pause()
+        return None
+    if op == "resume":
+        return [side.served(w) for w in c.resume(now)]
+    if op == "observe":
+        c.observe_wait(arg * 3)
+        c.observe_connect(arg / 100)
+        return None
     if op == "close":
         return [side.pick_wid(w) for w in c.close()]
     if op == "resize":
@@ -162,6 +173,10 @@ OPS = [
     ("doomed", 3),
     ("evict", 1),
     ("drain", 0.3),
+    ("drain_spread", 0.5),
+    ("pause", 0.5),
+    ("resume", 1),
+    ("observe", 1),
     ("close", 0.2),
     ("resize", 0.5),
 ]
@@ -177,6 +192,7 @@ def run_lockstep(seed: int, n_ops: int = 250) -> None:
         "lifo": rnd.random() < 0.5,
         "max_waiting": rnd.choice([0, 0, 3]),
         "seed": rnd.getrandbits(64),
+        "max_uses": rnd.choice([0, 0, 3, 20]),
     }
     kw["min_size"] = rnd.randint(0, kw["max_size"])
     a = Side(load_twin("c"), **kw)
@@ -192,6 +208,8 @@ def run_lockstep(seed: int, n_ops: int = 250) -> None:
         rb = step(b, op, arg, now)
         assert ra == rb, f"seed {seed} op #{i} {op}: c={ra!r} python={rb!r}"
         assert a.core.stats() == b.core.stats(), f"seed {seed} op #{i} {op}"
+        assert a.core.histograms() == b.core.histograms(), f"seed {seed} op #{i} {op}"
+        assert a.core.paused == b.core.paused
         a.invariants()
         b.invariants()
 

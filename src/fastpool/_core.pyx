@@ -40,6 +40,8 @@ __all__ = [
     "WAITER_SERVED",
     "WAITER_WAITING",
     "GET_ADMIT",
+    "HIST_BOUNDS",
+    "N_BUCKETS",
     "GET_PLAIN",
     "GET_PROBE",
     "PUT_PLAIN",
@@ -140,6 +142,29 @@ def readable(long long fd):
 
 cdef double INF = float("inf")
 cdef double _JITTER = 0.05
+cdef long long _NO_LIMIT = 1LL << 62
+
+#: Upper bounds (seconds, inclusive) of the histograms' buckets; a last bucket takes the rest.
+HIST_BOUNDS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DEF _N_BOUNDS = 15
+N_BUCKETS = _N_BOUNDS + 1
+cdef double _BOUNDS[_N_BOUNDS]
+for _i, _b in enumerate(HIST_BOUNDS):
+    _BOUNDS[_i] = _b
+
+
+cdef inline int _bucket(double v) noexcept:
+    """The histogram bucket of ``v`` seconds: the first bound it does not exceed."""
+    cdef int i = 0
+    while i < _N_BOUNDS and v > _BOUNDS[i]:
+        i += 1
+    return i
+
+
+cdef inline double _spread_point(long long serial) noexcept:
+    """A fixed point in [0, 1) for an entry (drain spreading): the same in both twins, no draw."""
+    cdef unsigned long long z = (<unsigned long long>serial) * 0x9E3779B97F4A7C15ULL
+    return <double>z / 18446744073709551616.0
 
 cdef enum:
     _ENTRY_IDLE = 0
@@ -178,6 +203,8 @@ cdef class Entry:
     cdef public bint fresh
     cdef public bint check_due
     cdef public object data
+    cdef public long long uses  # borrows so far
+    cdef public long long use_limit  # retired when uses reaches it (max_uses, with jitter)
     def __init__(self, conn, double created_at, double expires_at, long long serial, owner):
         self.conn = conn
         self.created_at = created_at
@@ -192,6 +219,8 @@ cdef class Entry:
         self.fresh = True
         self.check_due = False
         self.data = None  # the driver's per-connection state
+        self.uses = 0
+        self.use_limit = _NO_LIMIT
 
     def __repr__(self):
         return f"<Entry #{self.serial} state={self.state}>"
@@ -244,6 +273,14 @@ cdef class PoolCore:
     cdef Py_ssize_t _n_waiting
     cdef Py_ssize_t _dead_waiters
     cdef double _drained_at
+    cdef double _drain_spread
+    cdef long long _max_uses
+    cdef long long _h_use[_N_BOUNDS + 1]
+    cdef long long _h_wait[_N_BOUNDS + 1]
+    cdef long long _h_connect[_N_BOUNDS + 1]
+    cdef readonly double sum_wait
+    cdef readonly double sum_connect
+    cdef readonly bint paused
     cdef readonly bint closed
     cdef readonly list doomed
     cdef unsigned long long _rng
@@ -263,8 +300,10 @@ cdef class PoolCore:
 
     def __init__(self, Py_ssize_t max_size, Py_ssize_t min_size=0, max_lifetime=None,
                  idle_timeout=None, verify_after=None, lifo=True, Py_ssize_t max_waiting=0,
-                 seed=0, keep_idle=True):
+                 seed=0, keep_idle=True, long long max_uses=0):
         _check_sizes(max_size, min_size)
+        if max_uses < 0:
+            raise ValueError("max_uses cannot be negative")
         if max_waiting < 0:
             raise ValueError("max_waiting cannot be negative")
         self.max_size = max_size
@@ -299,6 +338,16 @@ cdef class PoolCore:
         self.n_discarded = 0
         self.n_returns = 0
         self.usage = 0.0
+        self.sum_wait = 0.0
+        self.sum_connect = 0.0
+        cdef int i
+        for i in range(_N_BOUNDS + 1):
+            self._h_use[i] = 0
+            self._h_wait[i] = 0
+            self._h_connect[i] = 0
+        self._max_uses = max_uses
+        self._drain_spread = 0.0
+        self.paused = False
         self.keep_idle = bool(keep_idle)
         if not self.keep_idle and min_size:
             raise ValueError("min_size must be 0 when idle connections are not kept")
@@ -387,7 +436,7 @@ cdef class PoolCore:
             return 0
         used = self._n_idle + self._in_use + self._connecting
         free = self.max_size - used
-        need = self._n_waiting - self._connecting
+        need = 0 if self.paused else self._n_waiting - self._connecting
         floor = self.min_size - used
         if floor > need:
             need = floor
@@ -410,7 +459,7 @@ cdef class PoolCore:
         return None
 
     cdef Waiter _serve(self, Entry e, double now):
-        cdef Waiter w = self._pop_live_waiter()
+        cdef Waiter w = None if self.paused else self._pop_live_waiter()
         if w is not None:
             w.state = _W_SERVED
             w.entry = e
@@ -437,7 +486,7 @@ cdef class PoolCore:
     cpdef Entry acquire(self, double now):
         """Pop a usable idle entry, or return None (then the caller must wait)."""
         cdef Entry e
-        if self._n_waiting or self.closed:
+        if self._n_waiting or self.closed or self.paused:
             return None
         while self._n_idle:
             e = self._pop_idle()
@@ -498,12 +547,17 @@ cdef class PoolCore:
 
     cpdef Waiter release(self, Entry e, double now):
         """Return an in-use entry; hand it to the oldest waiter or idle it."""
+        cdef double used
         if e.state != _ENTRY_IN_USE or e.owner is not self:
             raise RuntimeError("entry is not in use in this pool")
+        used = now - e.lent_at
         self._in_use -= 1
         self.n_returns += 1
-        self.usage += now - e.lent_at
-        if self.closed or e.locks_held > 0 or now >= e.expires_at or e.created_at <= self._drained_at:
+        self.usage += used
+        self._h_use[_bucket(used)] += 1
+        e.uses += 1
+        if (self.closed or e.locks_held > 0 or now >= e.expires_at or e.uses >= e.use_limit
+                or (e.created_at <= self._drained_at and self._drain_due(e, now))):
             self.n_discarded += 1
             self._doom(e)
             return None
@@ -539,6 +593,10 @@ cdef class PoolCore:
             lifetime = lifetime * (1.0 - _JITTER * self._next_random())
         e = Entry(conn, now, now + lifetime, self._serial, self)
         e.data = data
+        if self._max_uses:  # retire after max_uses borrows, less up to 10 % so they do not retire at once
+            e.use_limit = self._max_uses - <long long>(self._next_random() * (self._max_uses // 10 + 1))
+            if e.use_limit < 1:
+                e.use_limit = 1
         if self.closed:
             self._doom(e)
             return None
@@ -624,18 +682,79 @@ cdef class PoolCore:
                     self._push_idle(e)
         return n
 
-    cpdef Py_ssize_t drain(self, double now) except -1:
+    cpdef Py_ssize_t drain(self, double now, double spread=0.0) except -1:
         """Doom every idle entry, and every entry in use when it comes back; return how many idled.
 
-        Entries created after this call are not affected.
+        With ``spread`` (seconds), each entry instead retires at its own point of
+        ``[now, now + spread)``.  Entries created after this call are not affected.
         """
         cdef list entries
+        cdef Py_ssize_t n = 0
         self._drained_at = now
+        self._drain_spread = spread
         entries = self._idle_list()
         for e in entries:
+            if spread > 0.0 and not self._drain_due(<Entry>e, now):
+                self._push_idle(<Entry>e)
+                continue
             self.n_discarded += 1
             self._doom(<Entry>e)
-        return len(entries)
+            n += 1
+        return n
+
+    cdef bint _drain_due(self, Entry e, double now):
+        """For an entry older than the last drain: is its turn due?  (Else its expiry is moved there.)"""
+        cdef double at
+        if self._drain_spread <= 0.0:
+            return True
+        at = self._drained_at + self._drain_spread * _spread_point(e.serial)
+        if at < e.expires_at:
+            e.expires_at = at
+        return now >= at
+
+    # -- pausing, and the histograms ---------------------------------------------------
+
+    cpdef pause(self):
+        """Hand out nothing until :meth:`resume`: callers queue; returns go idle."""
+        self.paused = True
+
+    cpdef list resume(self, double now):
+        """Hand idle entries to the queued waiters again; return the waiters served."""
+        cdef list served = []
+        cdef Entry e
+        cdef Waiter w
+        self.paused = False
+        while self._n_waiting and self._n_idle:
+            e = self._pop_idle()
+            if now >= e.expires_at:
+                self.n_expired += 1
+                self._doom(e)
+                continue
+            w = self._serve(e, now)
+            if w is not None:
+                served.append(w)
+        return served
+
+    cpdef observe_wait(self, double seconds):
+        """Count a caller's wait for a connection (the hits, which waited 0 s, are counted apart)."""
+        self.sum_wait += seconds
+        self._h_wait[_bucket(seconds)] += 1
+
+    cpdef observe_connect(self, double seconds):
+        """Count how long a new connection took to open."""
+        self.sum_connect += seconds
+        self._h_connect[_bucket(seconds)] += 1
+
+    def histograms(self):
+        """Per-bucket counts (over ``HIST_BOUNDS`` then the rest) and the sum, in seconds, of the
+        waits (hits included, as 0 s), the uses (borrow to return) and the connects."""
+        wait = [self._h_wait[i] for i in range(_N_BOUNDS + 1)]
+        wait[0] += self.n_hits
+        return {
+            "wait": (wait, self.sum_wait),
+            "use": ([self._h_use[i] for i in range(_N_BOUNDS + 1)], self.usage),
+            "connect": ([self._h_connect[i] for i in range(_N_BOUNDS + 1)], self.sum_connect),
+        }
 
     cpdef flag(self, Entry e):
         """Mark ``e`` as needing a health check at its next hand-out."""
@@ -896,6 +1015,8 @@ cdef class FastPath:
     cdef public long long epoch  # the driver's clear_prepared() epoch, pushed here by the pool
     cdef public object unlent  # not None: conn._pool is the pool while lent, this when back
     cdef public dict lent  # id(conn) -> Entry: what getconn() lent and putconn() takes back
+    cdef public object on_wait  # None, or called with the seconds each hand-out took (metrics)
+    cdef public object on_use  # None, or called with the seconds each connection was held (metrics)
 
     def __init__(self, pool_ref, PoolCore core, Lock lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
@@ -907,6 +1028,8 @@ cdef class FastPath:
         self.epoch = getattr(driver, "epoch", 0)
         self.unlent = None
         self.lent = {}
+        self.on_wait = None
+        self.on_use = None
 
     def connection(self, timeout=None):
         """The context manager of ``pool.connection()``."""
@@ -931,6 +1054,8 @@ cdef class FastPath:
             if self._core.doomed:
                 self._pool()._close_doomed()
             if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now, timeout):
+                if self.on_wait is not None:
+                    self.on_wait(_now() - now)
                 return e
         return self._pool()._get_slow(now, timeout)
 
@@ -979,6 +1104,7 @@ cdef class FastPath:
 
     cdef _release(self, Entry e, double now):
         cdef Waiter w
+        cdef double used = now - e.lent_at
         self._lock.take()
         try:
             w = self._core.release(e, now)
@@ -988,6 +1114,8 @@ cdef class FastPath:
             w.handle.release()
         if self._core.doomed:
             self._pool()._close_doomed()
+        if self.on_use is not None:
+            self.on_use(used)
 
 
 @cython.final
@@ -1053,6 +1181,8 @@ cdef class AsyncFastPath:
     cdef public object unlent  # not None: conn._pool is the pool while lent, this when back
     cdef public dict lent  # id(conn) -> Entry: what getconn() lent and putconn() takes back
     cdef public object loop  # the loop the pool is bound to, set by the pool
+    cdef public object on_wait  # None, or called with the seconds each hand-out took (metrics)
+    cdef public object on_use  # None, or called with the seconds each connection was held (metrics)
 
     def __init__(self, pool_ref, PoolCore core, lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
@@ -1064,6 +1194,8 @@ cdef class AsyncFastPath:
         self.loop = None
         self.unlent = None
         self.lent = {}
+        self.on_wait = None
+        self.on_use = None
 
     def connection(self, timeout=None):
         """The async context manager of ``pool.connection()``."""
@@ -1087,6 +1219,8 @@ cdef class AsyncFastPath:
         if self._core.doomed:
             self._pool()._close_doomed()
         if _ready(e, now, self._get_mode, self._tba):
+            if self.on_wait is not None:
+                self.on_wait(0.0)
             return e
         return self._pool()._admit_or_slow(e, now, timeout)
 
@@ -1096,11 +1230,14 @@ cdef class AsyncFastPath:
 
     cpdef release(self, Entry e, double now):
         """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
+        cdef double used = now - e.lent_at
         cdef Waiter w = self._core.release(e, now)
         if w is not None:
             _wake(w)
         if self._core.doomed:
             self._pool()._close_doomed()
+        if self.on_use is not None:
+            self.on_use(used)
 
     cpdef object release_block(self, Entry e, bint ok):
         """Give back an entry borrowed by ``connection()``: None when done, else an awaitable."""

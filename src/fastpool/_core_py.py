@@ -24,6 +24,7 @@ import math
 import select
 import threading
 from asyncio import get_running_loop as _get_running_loop
+from bisect import bisect_left as _bisect_left
 from collections import deque
 from time import monotonic as _monotonic
 from typing import Any
@@ -49,6 +50,8 @@ __all__ = [
     "GET_ADMIT",
     "GET_PLAIN",
     "GET_PROBE",
+    "HIST_BOUNDS",
+    "N_BUCKETS",
     "PUT_PLAIN",
     "PUT_PSYCOPG",
     "PUT_SLOW",
@@ -96,6 +99,22 @@ def readable(fd: int) -> bool:
 INF = float("inf")
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _JITTER = 0.05
+_NO_LIMIT = 1 << 62
+
+#: Upper bounds (seconds, inclusive) of the histograms' buckets; a last bucket takes the rest.
+HIST_BOUNDS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+N_BUCKETS = len(HIST_BOUNDS) + 1
+
+
+def _bucket(v: float) -> int:
+    """The histogram bucket of ``v`` seconds: the first bound it does not exceed."""
+    return _bisect_left(HIST_BOUNDS, v)
+
+
+def _spread_point(serial: int) -> float:
+    """A fixed point in [0, 1) for an entry (drain spreading): the same in both twins, no draw."""
+    return ((serial * 0x9E3779B97F4A7C15) & _MASK64) / 18446744073709551616.0
+
 
 ENTRY_IDLE = 0
 ENTRY_IN_USE = 1
@@ -127,6 +146,8 @@ class Entry:
         "owner",
         "serial",
         "state",
+        "use_limit",
+        "uses",
     )
 
     def __init__(self, conn: Any, created_at: float, expires_at: float, serial: int, owner: object) -> None:
@@ -143,6 +164,8 @@ class Entry:
         self.fresh = True
         self.check_due = False
         self.data: Any = None  # the driver's per-connection state
+        self.uses = 0  # borrows so far
+        self.use_limit = _NO_LIMIT  # retired when uses reaches it (max_uses, with jitter)
 
     def __repr__(self) -> str:
         return f"<Entry #{self.serial} state={self.state}>"
@@ -167,12 +190,17 @@ class PoolCore:
         "_cap",
         "_connecting",
         "_dead_waiters",
+        "_drain_spread",
         "_drained_at",
+        "_h_connect",
+        "_h_use",
+        "_h_wait",
         "_head",
         "_idle_timeout",
         "_in_use",
         "_lifo",
         "_max_lifetime",
+        "_max_uses",
         "_n_idle",
         "_n_waiting",
         "_ring",
@@ -196,6 +224,9 @@ class PoolCore:
         "n_returns",
         "n_too_many",
         "n_waits",
+        "paused",
+        "sum_connect",
+        "sum_wait",
         "usage",
     )
 
@@ -210,8 +241,11 @@ class PoolCore:
         max_waiting: int = 0,
         seed: int = 0,
         keep_idle: bool = True,
+        max_uses: int = 0,
     ) -> None:
         _check_sizes(max_size, min_size)
+        if max_uses < 0:
+            raise ValueError("max_uses cannot be negative")
         if max_waiting < 0:
             raise ValueError("max_waiting cannot be negative")
         self.max_size = max_size
@@ -246,6 +280,14 @@ class PoolCore:
         self.n_discarded = 0
         self.n_returns = 0
         self.usage = 0.0  # seconds connections spent handed out, summed at their return
+        self.sum_wait = 0.0
+        self.sum_connect = 0.0
+        self._h_use = [0] * N_BUCKETS  # fixed buckets (HIST_BOUNDS): use, wait, connect times
+        self._h_wait = [0] * N_BUCKETS
+        self._h_connect = [0] * N_BUCKETS
+        self._max_uses = max_uses
+        self._drain_spread = 0.0
+        self.paused = False  # no hand-out (new callers queue) until resume()
         self.keep_idle = bool(keep_idle)  # False: a connection nobody waits for is closed, never idled
         if not self.keep_idle and min_size:
             raise ValueError("min_size must be 0 when idle connections are not kept")
@@ -335,7 +377,7 @@ class PoolCore:
             return 0
         used = self._n_idle + self._in_use + self._connecting
         free = self.max_size - used
-        need = self._n_waiting - self._connecting
+        need = 0 if self.paused else self._n_waiting - self._connecting
         floor = self.min_size - used
         need = max(need, floor)
         need = min(need, free)
@@ -357,7 +399,7 @@ class PoolCore:
 
     def _serve(self, e: Entry, now: float) -> Waiter | None:
         """Hand ``e`` (not counted anywhere) to the oldest live waiter, or idle it."""
-        w = self._pop_live_waiter()
+        w = None if self.paused else self._pop_live_waiter()
         if w is not None:
             w.state = WAITER_SERVED
             w.entry = e
@@ -387,7 +429,7 @@ class PoolCore:
         Expired entries met on the way are moved to ``doomed``.  Never barges
         past a queued waiter.
         """
-        if self._n_waiting or self.closed:
+        if self._n_waiting or self.closed or self.paused:
             return None
         while self._n_idle:
             e = self._pop_idle()
@@ -459,8 +501,17 @@ class PoolCore:
             raise RuntimeError("entry is not in use in this pool")
         self._in_use -= 1
         self.n_returns += 1
-        self.usage += now - e.lent_at
-        if self.closed or e.locks_held > 0 or now >= e.expires_at or e.created_at <= self._drained_at:
+        used = now - e.lent_at
+        self.usage += used
+        self._h_use[_bucket(used)] += 1
+        e.uses += 1
+        if (
+            self.closed
+            or e.locks_held > 0
+            or now >= e.expires_at
+            or e.uses >= e.use_limit
+            or (e.created_at <= self._drained_at and self._drain_due(e, now))
+        ):
             self.n_discarded += 1
             self._doom(e)
             return None
@@ -494,6 +545,8 @@ class PoolCore:
             lifetime = lifetime * (1.0 - _JITTER * self._next_random())
         e = Entry(conn, now, now + lifetime, self._serial, self)
         e.data = data
+        if self._max_uses:  # retire after max_uses borrows, less up to 10 % so they do not retire at once
+            e.use_limit = max(1, self._max_uses - int(self._next_random() * (self._max_uses // 10 + 1)))
         if self.closed:
             self._doom(e)
             return None
@@ -577,17 +630,79 @@ class PoolCore:
                     self._push_idle(e)
         return n
 
-    def drain(self, now: float) -> int:
+    def drain(self, now: float, spread: float = 0.0) -> int:
         """Doom every idle entry, and every entry in use when it comes back; return how many idled.
 
-        Entries created after this call are not affected.
+        With ``spread`` (seconds), each entry instead retires at its own point of
+        ``[now, now + spread)`` (idle ones through ``reap``/``acquire``, borrowed
+        ones at their return).  Entries created after this call are not affected.
         """
         self._drained_at = now
+        self._drain_spread = spread
         entries = self._idle_list()
+        n = 0
         for e in entries:
+            if spread > 0.0 and not self._drain_due(e, now):
+                self._push_idle(e)
+                continue
             self.n_discarded += 1
             self._doom(e)
-        return len(entries)
+            n += 1
+        return n
+
+    def _drain_due(self, e: Entry, now: float) -> bool:
+        """For an entry older than the last drain: is its turn due?  (Else its expiry is moved there.)"""
+        spread = self._drain_spread
+        if spread <= 0.0:
+            return True
+        at = self._drained_at + spread * _spread_point(e.serial)
+        e.expires_at = min(e.expires_at, at)
+        return now >= at
+
+    # -- pausing, and the histograms ---------------------------------------------------
+
+    def pause(self) -> None:
+        """Hand out nothing until :meth:`resume`: callers queue; returns go idle."""
+        self.paused = True
+
+    def resume(self, now: float) -> list[Waiter]:
+        """Hand idle entries to the queued waiters again; return the waiters served.
+
+        Call ``plan_connects()`` afterwards for the waiters still queued.
+        """
+        self.paused = False
+        served: list[Waiter] = []
+        while self._n_waiting and self._n_idle:
+            e = self._pop_idle()
+            if now >= e.expires_at:
+                self.n_expired += 1
+                self._doom(e)
+                continue
+            w = self._serve(e, now)
+            if w is not None:
+                served.append(w)
+        return served
+
+    def observe_wait(self, seconds: float) -> None:
+        """Count a caller's wait for a connection (the hits, which waited 0 s, are counted apart)."""
+        self.sum_wait += seconds
+        self._h_wait[_bucket(seconds)] += 1
+
+    def observe_connect(self, seconds: float) -> None:
+        """Count how long a new connection took to open."""
+        self.sum_connect += seconds
+        self._h_connect[_bucket(seconds)] += 1
+
+    def histograms(self) -> dict[str, tuple[list[int], float]]:
+        """Per-bucket counts (over ``HIST_BOUNDS`` then the rest) and the sum, in seconds, of the
+        waits (hits included, as 0 s), the uses (borrow to return) and the connects."""
+        wait = list(self._h_wait)
+        wait[0] += self.n_hits
+        return {
+            "wait": (wait, self.sum_wait),
+            "use": (list(self._h_use), self.usage),
+            "connect": (list(self._h_connect), self.sum_connect),
+        }
 
     def flag(self, e: Entry) -> None:
         """Mark ``e`` as needing a health check at its next hand-out."""
@@ -765,7 +880,19 @@ class FastPath(_Lending):
     (``_admit``, ``_get_slow``, ``_release_block``, ``_close_doomed``).
     """
 
-    __slots__ = ("_core", "_get_mode", "_lock", "_pool", "_tba", "epoch", "lent", "put_mode", "unlent")
+    __slots__ = (
+        "_core",
+        "_get_mode",
+        "_lock",
+        "_pool",
+        "_tba",
+        "epoch",
+        "lent",
+        "on_use",
+        "on_wait",
+        "put_mode",
+        "unlent",
+    )
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
@@ -779,6 +906,8 @@ class FastPath(_Lending):
         self.epoch = getattr(driver, "epoch", 0)  # the driver's clear_prepared() epoch, pushed by the pool
         self.unlent: Any = None  # not None: conn._pool is the pool while lent, this when back
         self.lent: dict[int, Entry] = {}  # id(conn) -> Entry: what getconn() lent, putconn() takes back
+        self.on_wait: Any = None  # None, or called with the seconds each hand-out took (metrics)
+        self.on_use: Any = None  # None, or called with the seconds each connection was held (metrics)
 
     def connection(self, timeout: float | None = None) -> Borrow:
         """The context manager of ``pool.connection()``."""
@@ -799,6 +928,8 @@ class FastPath(_Lending):
             if self._core.doomed:
                 self._pool()._close_doomed()
             if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now, timeout):
+                if self.on_wait is not None:
+                    self.on_wait(_monotonic() - now)
                 return e
         return self._pool()._get_slow(now, timeout)  # type: ignore[no-any-return]
 
@@ -808,6 +939,7 @@ class FastPath(_Lending):
 
     def release(self, e: Entry, now: float) -> None:
         """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
+        used = now - e.lent_at
         lock = self._lock
         lock.acquire()
         try:
@@ -818,6 +950,8 @@ class FastPath(_Lending):
             w.handle.release()
         if self._core.doomed:
             self._pool()._close_doomed()
+        if self.on_use is not None:
+            self.on_use(used)
 
     def release_block(self, e: Entry, ok: bool) -> None:
         """Give back an entry borrowed by ``connection()`` (``ok``: the block raised nothing)."""
@@ -896,7 +1030,19 @@ class AsyncFastPath(_Lending):
     :class:`FastPath` and not used: the loop serialises every call.
     """
 
-    __slots__ = ("_core", "_get_mode", "_pool", "_tba", "epoch", "lent", "loop", "put_mode", "unlent")
+    __slots__ = (
+        "_core",
+        "_get_mode",
+        "_pool",
+        "_tba",
+        "epoch",
+        "lent",
+        "loop",
+        "on_use",
+        "on_wait",
+        "put_mode",
+        "unlent",
+    )
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
@@ -909,6 +1055,8 @@ class AsyncFastPath(_Lending):
         self.epoch = getattr(driver, "epoch", 0)  # the driver's clear_prepared() epoch, pushed by the pool
         self.unlent: Any = None  # not None: conn._pool is the pool while lent, this when back
         self.lent: dict[int, Entry] = {}  # id(conn) -> Entry: what getconn() lent, putconn() takes back
+        self.on_wait: Any = None  # None, or called with the seconds each hand-out took (metrics)
+        self.on_use: Any = None  # None, or called with the seconds each connection was held (metrics)
         self.loop: Any = None  # the loop the pool is bound to, set by the pool
 
     def connection(self, timeout: float | None = None) -> AsyncBorrow:
@@ -928,6 +1076,8 @@ class AsyncFastPath(_Lending):
         if self._core.doomed:
             self._pool()._close_doomed()
         if _ready(e, now, self._get_mode, self._tba):
+            if self.on_wait is not None:
+                self.on_wait(0.0)
             return e
         return self._pool()._admit_or_slow(e, now, timeout)
 
@@ -937,11 +1087,14 @@ class AsyncFastPath(_Lending):
 
     def release(self, e: Entry, now: float) -> None:
         """Put ``e`` back in the core (idle, or straight to the oldest waiter); no reset."""
+        used = now - e.lent_at
         w = self._core.release(e, now)
         if w is not None:
             _wake(w)
         if self._core.doomed:
             self._pool()._close_doomed()
+        if self.on_use is not None:
+            self.on_use(used)
 
     def release_block(self, e: Entry, ok: bool) -> Any:
         """Give back an entry borrowed by ``connection()``: None when done, else an awaitable."""
