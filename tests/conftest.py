@@ -408,8 +408,8 @@ def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:
     assert s["size"] == s["idle"] + s["in_use"] + s["connecting"]
     assert 0 <= s["size"] <= s["max_size"]
     assert min(s["idle"], s["in_use"], s["connecting"], s["waiting"]) >= 0
-    if s["waiting"]:
-        assert s["idle"] == 0, "a queued waiter implies no idle connection"
+    if s["waiting"] and not s.get("paused"):
+        assert s["idle"] == 0, "a queued waiter implies no idle connection (unless paused)"
     return s
 
 

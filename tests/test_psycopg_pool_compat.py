@@ -508,3 +508,17 @@ def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
         sleep(0.05)
         pool.putconn(conn)
         assert pool.get_stats()["usage_ms"] >= 95
+
+
+def test_leak_timeout_finds_a_getconn_never_given_back(
+    twin: str, conninfo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fastpool")
+    with fastpool.ConnectionPool(conninfo, min_size=1, open=False, leak_timeout=0.1) as pool:
+        conn = pool.getconn()  # the leak
+        assert wait_until(lambda: pool.stats()["leaks"] == 1, timeout=3)
+        report = next(r for r in caplog.records if "held for" in r.getMessage())
+        assert report.name == "fastpool" and report.levelno == logging.WARNING
+        assert "test_leak_timeout_finds_a_getconn_never_given_back" in report.getMessage()
+        pool.putconn(conn)
+        assert wait_until(lambda: any("given back after" in r.getMessage() for r in caplog.records))

@@ -548,3 +548,19 @@ async def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
         await sleep_async(0.05)
         await pool.putconn(conn)
         assert pool.get_stats()["usage_ms"] >= 95
+
+
+async def test_leak_timeout_finds_a_getconn_never_given_back(
+    twin: str, conninfo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fastpool")
+    async with fastpool.AsyncConnectionPool(conninfo, min_size=1, open=False, leak_timeout=0.1) as pool:
+        conn = await pool.getconn()  # the leak
+        assert await wait_until_async(lambda: pool.stats()["leaks"] == 1, timeout=3)
+        report = next(r for r in caplog.records if "held for" in r.getMessage())
+        assert report.name == "fastpool" and report.levelno == logging.WARNING
+        assert "test_leak_timeout_finds_a_getconn_never_given_back" in report.getMessage()
+        await pool.putconn(conn)
+        assert await wait_until_async(
+            lambda: any("given back after" in r.getMessage() for r in caplog.records)
+        )

@@ -18,6 +18,7 @@ from ._psycopg_pool import ConnectionPool, NullConnectionPool
 from ._psycopg_pool_async import AsyncConnectionPool, AsyncNullConnectionPool
 from ._shell import BasePool, PooledConnection, ResourcePool
 from ._shell_async import AsyncBasePool, AsyncPooledConnection, AsyncResourcePool
+from ._types import HistogramStats, PoolStats
 from .errors import (
     Error,
     OwnershipError,
@@ -53,6 +54,7 @@ __all__ = [
     "ConnectionMetadata",
     "ConnectionPool",
     "Error",
+    "HistogramStats",
     "Leadership",
     "LeadershipLost",
     "LeadershipNotAcquired",
@@ -66,6 +68,7 @@ __all__ = [
     "PoolClosed",
     "PoolError",
     "PoolOptions",
+    "PoolStats",
     "PoolTimeout",
     "PooledConnection",
     "Recycle",

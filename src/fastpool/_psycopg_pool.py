@@ -155,6 +155,10 @@ class ConnectionPool(BasePool[ConnT]):
         fail_fast_after: float | None = None,
         release_timeout: float = 5.0,
         transaction_pooling: bool = False,
+        leak_timeout: float | None = None,
+        max_uses: int = 0,
+        queue_target: float | None = None,
+        queue_interval: float = 1.0,
     ) -> None:
         if min_size is None:
             min_size = 0 if self._null else 4
@@ -214,6 +218,10 @@ class ConnectionPool(BasePool[ConnT]):
             fail_fast_after=fail_fast_after,
             release_timeout=release_timeout,
             keep_idle=not self._null,
+            leak_timeout=leak_timeout,
+            max_uses=max_uses,
+            queue_target=queue_target,
+            queue_interval=queue_interval,
         )
         self._driver.close_returns = bool(close_returns) and not self._null
 

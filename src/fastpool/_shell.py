@@ -45,10 +45,12 @@ import itertools
 import logging
 import os
 import random
+import traceback
 import warnings
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from math import inf as INF
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal
@@ -56,7 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal
 from . import _core_select
 from ._acompat import TIMEOUT_MAX, Runner, sleep, wake
 from ._meta import META_NEW, ConnectionMetadata
-from ._types import C, Hook, PoolSettings
+from ._types import C, Hook, PoolSettings, PoolStats
 from ._validate import (
     check_bool,
     check_count,
@@ -82,6 +84,8 @@ _names = itertools.count(1)
 _running_loop = asyncio.get_running_loop
 _Future = asyncio.Future
 _TIMEOUT_MAX = TIMEOUT_MAX  # used by the threaded wait
+_leak_log = logging.getLogger("fastpool")  # leak reports, whichever logger the pool's other messages use
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # fastpool's frames, left out of leak stacks
 
 
 class BasePool(Generic[C]):
@@ -126,6 +130,10 @@ class BasePool(Generic[C]):
         reconnect_timeout: float | None = None,
         reconnect_failed: Callable[[Any], Any] | None = None,
         keep_idle: bool = True,
+        max_uses: int = 0,
+        leak_timeout: float | None = None,
+        queue_target: float | None = None,
+        queue_interval: float = 1.0,
     ) -> None:
         self._closed = True  # until started: __del__/close stay harmless
         self._opened = False
@@ -146,6 +154,10 @@ class BasePool(Generic[C]):
             fail_fast_after=fail_fast_after,
         )
         check_count("num_workers", num_workers, 1, 1000)
+        check_count("max_uses", max_uses, 0)
+        self._leak_timeout = check_duration("leak_timeout", leak_timeout, allow_none=True)
+        self._queue_target = check_duration("queue_target", queue_target, allow_none=True)
+        self._queue_interval = check_seconds("queue_interval", queue_interval)
         check_bool("open", open)
         self._release_timeout = check_seconds("release_timeout", release_timeout)
         self._name = str(name) if name is not None else f"pool-{next(_names)}"
@@ -168,6 +180,16 @@ class BasePool(Generic[C]):
         self._in_use_state = core_mod.ENTRY_IN_USE
         self._core_args = (max_lifetime, idle_timeout, verify_after, queue_mode == "lifo", max_waiting)
         self._keep_idle = keep_idle
+        self._max_uses = max_uses
+        self._on_wait: Callable[[float], Any] | None = None  # metrics observers (fastpool.metrics)
+        self._on_use: Callable[[float], Any] | None = None
+        self._on_connect: Callable[[float], Any] | None = None
+        self._paused = False
+        self._lent_stacks: dict[int, list[Any]] = {}  # id(entry) -> [entry, lent_at, stack, warned]
+        self._codel_next = 0.0  # the end of the current queue_interval
+        self._codel_min = INF  # the least wait seen in it
+        self._codel_hits = 0  # the core's hits when it began (a hit waited 0 s)
+        self._codel_slow = False  # the last interval's least wait was above queue_target
         self._has_reset = driver.has_reset
         self._has_finish = driver.has_finish
         self._has_needs_check = driver.has_needs_check
@@ -199,11 +221,16 @@ class BasePool(Generic[C]):
                 "wait_ms",
                 "connect_ms",
                 "usage_ms",
+                "leaks",
+                "shed",
             ),
             0,
         )
         reap_every = [t for t in (idle_timeout, max_lifetime) if t is not None]
         self._reap_interval = max(0.5, min(reap_every) / 2) if reap_every else None
+        if self._leak_timeout is not None:  # the reaper's tick also looks for leaks
+            leak_every = max(0.01, min(1.0, self._leak_timeout / 4))
+            self._reap_interval = min(self._reap_interval or leak_every, leak_every)
         self._dedicated = 0  # connections opened outside max_size (leadership)
         self._closers: weakref.WeakSet[Any] = weakref.WeakSet()  # surfaces to stop at close
         self._pid = os.getpid()
@@ -221,7 +248,12 @@ class BasePool(Generic[C]):
         core_mod = self._core_mod
         self._lock = core_mod.Lock()
         self._core = core_mod.PoolCore(
-            max_size, min_size, *self._core_args, id(self) ^ int(monotonic() * 1e9), self._keep_idle
+            max_size,
+            min_size,
+            *self._core_args,
+            id(self) ^ int(monotonic() * 1e9),
+            self._keep_idle,
+            self._max_uses,
         )
         self._doomed = self._core.doomed
         get_mode, put_mode = self._fast_modes()
@@ -236,6 +268,8 @@ class BasePool(Generic[C]):
         )
         if self._lend_as_pool:
             self._fast.unlent = self._driver  # conn._pool: the pool while lent, the driver when back
+        self._fast.on_wait = self._on_wait  # metrics observers survive a rebuild (after a fork)
+        self._fast.on_use = self._on_use
         self._bind_fast()
         self._get = self._fast.get  # type: ignore[method-assign]  # compiled: no Python frame per acquire
 
@@ -255,7 +289,7 @@ class BasePool(Generic[C]):
         """Which gates the borrow path must run itself, from the options and the driver."""
         core_mod = self._core_mod
         driver = self._driver
-        if self._check_always or self._before_acquire is not None:
+        if self._check_always or self._before_acquire is not None or self._leak_timeout is not None:
             get_mode = core_mod.GET_ADMIT
         elif self._has_needs_check:
             get_mode = core_mod.GET_PROBE if self._fast_probe else core_mod.GET_ADMIT
@@ -291,19 +325,21 @@ class BasePool(Generic[C]):
         """The number of connections the pool keeps open."""
         return int(self._core.min_size)
 
-    def stats(self) -> dict[str, Any]:
-        """Return a snapshot of gauges and counters (a new dict each call).
+    def stats(self) -> PoolStats:
+        """Return a snapshot of gauges, counters and histograms (a new dict each call).
 
         Gauges: ``size`` (idle + in use + connecting, never above
         ``max_size``), ``idle``, ``in_use``, ``connecting``, ``waiting``.
         Counters: ``hits`` (served from idle without waiting), ``waits``,
         ``handoffs``, ``connects``, ``connect_failures``, ``expired``,
-        ``discarded``, ``returns``, ``timeouts``, ``health_checks``... and
-        ``requests`` (hits + waits).
+        ``discarded``, ``returns``, ``timeouts``, ``leaks``, ``shed``... and
+        ``requests`` (hits + waits).  Histograms (seconds, fixed buckets):
+        ``wait_time``, ``use_time``, ``connect_time``.  See :class:`PoolStats`.
         """
         with self._lock:
             s: dict[str, Any] = self._core.stats()
             s.update(self._counters)
+            hists = self._core.histograms()
         s["requests"] = s["hits"] + s["waits"]
         now = monotonic()
         s["breaker_open"] = self._breaker_open(now)
@@ -311,7 +347,11 @@ class BasePool(Generic[C]):
         s["dedicated"] = self._dedicated
         s["name"] = self._name
         s["closed"] = self._closed
-        return s
+        s["paused"] = self._paused
+        bounds = self._core_mod.HIST_BOUNDS
+        for key, (counts, total) in hists.items():
+            s[f"{key}_time"] = {"bounds": bounds, "counts": counts, "sum": total, "count": sum(counts)}
+        return s  # type: ignore[return-value]  # (built from the core's plain dict)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"size={self._core.size}"
@@ -513,7 +553,11 @@ class BasePool(Generic[C]):
             self._discard(e)  # found dead by the probe (no I/O): closed; the next idle one is tried
         if self._doomed:
             self._close_doomed()
-        return None if e is None else PooledConnection(self, e)
+        if e is None:
+            return None
+        if self._leak_timeout is not None:
+            self._note_lent(e)
+        return PooledConnection(self, e)
 
     def getconn(self, timeout: float | None = None) -> C:
         """Check out a connection to give back with :meth:`putconn`."""
@@ -530,15 +574,48 @@ class BasePool(Generic[C]):
     def _not_lent(self, conn: Any) -> None:
         raise WrongPoolError(f"this connection was not lent by {self._name} (or was already returned)")
 
-    def drain(self) -> None:
-        """Close every idle connection now, and every borrowed one when it comes back.
+    def drain(self, spread: float = 0.0) -> None:
+        """Replace every connection: close the idle ones now, the borrowed ones when they come back.
 
         New connections replace them (``min_size`` is kept); use it to make every
-        connection pick up a change of configuration.
+        connection pick up a change of configuration.  With ``spread`` (seconds),
+        each connection is retired at its own moment within that interval instead
+        of all at once, so the server sees no burst of new connections.
+        """
+        spread = check_duration("spread", spread, allow_none=False, allow_zero=True) or 0.0
+        with self._lock:
+            self._core.drain(monotonic(), spread)
+        self._close_doomed()
+        if spread and not self._closed:  # retire the idle ones as their turns come (eight ticks)
+            for k in range(1, 9):
+                self._later(spread * k / 8 + 0.001, self._reap)
+
+    def pause(self) -> None:
+        """Hand out no connection until :meth:`resume`.
+
+        Callers queue (and time out as usual); borrowed connections can still
+        come back.  For maintenance windows and credential switches.
         """
         with self._lock:
-            self._core.drain(monotonic())
+            self._core.pause()
+            self._paused = True
+
+    def resume(self) -> None:
+        """Serve the queued callers again, in order (see :meth:`pause`)."""
+        with self._lock:
+            served = self._core.resume(monotonic())
+            n = self._core.plan_connects()
+            self._paused = False
+        for w in served:
+            wake(w)
+        if n:
+            self._start_connects(n)
         self._close_doomed()
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume`."""
+        return self._paused
 
     def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change ``min_size`` and ``max_size`` (``max_size`` defaults to ``min_size``).
@@ -646,8 +723,27 @@ class BasePool(Generic[C]):
     def _admit_or_slow(self, e: Any, now: float, timeout: float | None) -> Any:
         """The fast path popped ``e`` but a gate must run: admit it, or take the slow path."""
         if self._admit(e, now, timeout):
+            if self._on_wait is not None:
+                self._on_wait(monotonic() - now)
             return e
         return self._get_slow(now, timeout)
+
+    def _observe(self, kind: str, fn: Callable[[float], Any]) -> None:
+        """Call ``fn(seconds)`` for every hand-out (``"wait"``), return (``"use"``) or new
+        connection (``"connect"``), after the observers already there (fastpool.metrics)."""
+        attr = f"_on_{kind}"
+        prev = getattr(self, attr)
+        if prev is None:
+            setattr(self, attr, fn)
+        else:
+
+            def both(seconds: float) -> None:
+                prev(seconds)
+                fn(seconds)
+
+            setattr(self, attr, both)
+        self._fast.on_wait = self._on_wait
+        self._fast.on_use = self._on_use
 
     def _get_slow(self, start: float, timeout: float | None) -> Any:
         """Queue for a connection, within one deadline for every phase."""
@@ -697,9 +793,13 @@ class BasePool(Generic[C]):
                     )
                 if n:
                     self._start_connects(n)
+                wait_until = deadline
+                if self._queue_target is not None and self._codel_shedding(now):
+                    # overloaded: wait at most twice queue_target, then be shed (TooManyRequests)
+                    wait_until = min(deadline, now + 2 * self._queue_target)
                 # -- wait (in this coroutine: no frame of its own) for a hand-off, a failure or the deadline
                 try:
-                    remaining = deadline - now
+                    remaining = wait_until - now
                     if remaining > 0:
                         w.handle.acquire(True, min(remaining, _TIMEOUT_MAX))
                 except BaseException:  # cancelled or interrupted while queued
@@ -710,21 +810,35 @@ class BasePool(Generic[C]):
                     raise
                 e = w.entry  # set by the core before it wakes the waiter it serves
                 if e is None:  # not served: withdraw, unless an entry came in the meantime
+                    shed = wait_until < deadline
                     with lock:
                         e = core.cancel_wait(w)
                         if e is None and w.error is None:
-                            self._counters["timeouts"] += 1
+                            self._counters["shed" if shed else "timeouts"] += 1
                     if e is None:
                         if w.error is not None:
                             raise w.error
+                        if shed:
+                            raise TooManyRequests(
+                                f"{self._name}: shed after {monotonic() - now:.3g} s: waits for a "
+                                f"connection stayed above queue_target ({self._queue_target:g} s) "
+                                "for a queue_interval"
+                            )
                         raise self._timeout_error(timeout, now)
-                waited = int((monotonic() - now) * 1000)
+                waited = monotonic() - now
                 lock.acquire()
-                self._counters["wait_ms"] += waited
+                self._counters["wait_ms"] += int(waited * 1000)
+                core.observe_wait(waited)
                 lock.release()
+                if self._queue_target is not None:
+                    self._codel_observe(now, waited)
             now = monotonic()
             if e.fresh or self._fast.ready(e, now) or self._admit(e, now, deadline - now):
                 e.fresh = False
+                if self._leak_timeout is not None:
+                    self._note_lent(e)
+                if self._on_wait is not None:
+                    self._on_wait(monotonic() - start)
                 return e
             if monotonic() >= deadline:
                 with self._lock:
@@ -780,7 +894,76 @@ class BasePool(Generic[C]):
         except BaseException:  # interrupted mid-check: the connection's state is unknown
             self._discard(e)
             raise
+        if self._leak_timeout is not None:
+            self._note_lent(e)
         return True
+
+    # -- leaks and load shedding -----------------------------------------------------------
+
+    def _note_lent(self, e: Any) -> None:
+        """Remember who took ``e`` (leak_timeout is set): the caller's stack, fastpool's frames left out."""
+        stack = [f for f in traceback.extract_stack() if not f.filename.startswith(_PKG_DIR)]
+        old = self._lent_stacks.get(id(e))
+        if old is not None and old[0] is e and old[1] != e.lent_at and old[3]:
+            self._leak_back(old, monotonic())
+        self._lent_stacks[id(e)] = [e, e.lent_at, stack, False]
+
+    def _leak_back(self, rec: list[Any], now: float) -> None:
+        e, lent_at = rec[0], rec[1]
+        back = e.last_used if e.last_used >= lent_at else now
+        _leak_log.warning(
+            "%s: the connection reported as leaked was given back after %.3g s", self._name, back - lent_at
+        )
+
+    def _scan_leaks(self, now: float) -> None:
+        """Warn once about each connection held past leak_timeout; say when a reported one came back."""
+        limit = self._leak_timeout
+        assert limit is not None
+        in_use = self._in_use_state
+        stacks = self._lent_stacks
+        for key, rec in list(stacks.items()):
+            e, lent_at, stack, warned = rec
+            if e.state != in_use or e.lent_at != lent_at:  # back (or closed) since
+                if stacks.get(key) is rec:
+                    del stacks[key]
+                if warned:
+                    self._leak_back(rec, now)
+            elif not warned and now - lent_at > limit:
+                rec[3] = True
+                with self._lock:
+                    self._counters["leaks"] += 1
+                _leak_log.warning(
+                    "%s: a connection has been held for %.3g s (leak_timeout %g s); it was acquired at:\n%s",
+                    self._name,
+                    now - lent_at,
+                    limit,
+                    "".join(traceback.format_list(stack)).rstrip(),
+                )
+
+    def _codel_roll(self, now: float) -> None:
+        """At the end of each queue_interval: was every caller's wait in it above queue_target?"""
+        if now < self._codel_next:
+            return
+        hits = self._core.n_hits
+        stale = now >= self._codel_next + self._queue_interval  # a whole interval went by unseen
+        target = self._queue_target
+        assert target is not None
+        self._codel_slow = (
+            not stale and self._codel_min != INF and self._codel_min > target and hits == self._codel_hits
+        )
+        self._codel_min = INF
+        self._codel_hits = hits
+        self._codel_next = now + self._queue_interval
+
+    def _codel_observe(self, start: float, waited: float) -> None:
+        """Book a served caller's wait (started at ``start``) for the queue_target check."""
+        self._codel_roll(start)
+        self._codel_min = min(self._codel_min, waited)
+
+    def _codel_shedding(self, now: float) -> bool:
+        """Is the pool overloaded (the last interval's least wait above queue_target)?"""
+        self._codel_roll(now)
+        return self._codel_slow
 
     def _reject(self, e: Any, why: str, exc: BaseException, level: int = logging.INFO) -> None:
         """Close a connection that failed a check.
@@ -1091,6 +1274,9 @@ class BasePool(Generic[C]):
             self._backoff = BACKOFF_INITIAL
             self._failing_since = None  # the breaker closes
             self._counters["connect_ms"] += int((done - started) * 1000)
+            self._core.observe_connect(done - started)
+        if self._on_connect is not None:
+            self._on_connect(done - started)
         return w
 
     def _reap(self) -> None:
@@ -1106,6 +1292,8 @@ class BasePool(Generic[C]):
         if dead:
             self._log.info("%s: closing %d idle connection(s) found dead", self._name, len(dead))
         self._close_doomed()
+        if self._leak_timeout is not None:
+            self._scan_leaks(monotonic())
 
     # -- errors --------------------------------------------------------------------------------
 

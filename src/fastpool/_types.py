@@ -23,9 +23,11 @@ __all__ = [
     "C",
     "ConnT",
     "Conninfo",
+    "HistogramStats",
     "Hook",
     "Kwargs",
     "PoolSettings",
+    "PoolStats",
 ]
 
 C = TypeVar("C")
@@ -61,3 +63,73 @@ class PoolSettings(TypedDict, total=False):
     release_timeout: float
     open: bool
     name: str | None
+    max_uses: int
+    leak_timeout: float | None
+    queue_target: float | None
+    queue_interval: float
+
+
+class HistogramStats(TypedDict):
+    """A fixed-bucket histogram of durations, in seconds.
+
+    ``counts[i]`` counts the observations no longer than ``bounds[i]`` and
+    longer than ``bounds[i - 1]``; the last count (one more than there are
+    bounds) takes those longer than every bound.
+    """
+
+    bounds: tuple[float, ...]
+    counts: list[int]
+    sum: float
+    count: int
+
+
+class PoolStats(TypedDict):
+    """What ``pool.stats()`` returns: gauges, counters, the breaker's state and three histograms."""
+
+    name: str
+    closed: bool
+    paused: bool
+    max_size: int
+    min_size: int
+    #: idle + in use + connecting (never above max_size)
+    size: int
+    idle: int
+    in_use: int
+    connecting: int
+    waiting: int
+    #: hand-outs from idle with no wait
+    hits: int
+    handoffs: int
+    waits: int
+    cancelled_waits: int
+    too_many_requests: int
+    connects: int
+    connect_failures: int
+    expired: int
+    discarded: int
+    returns: int
+    #: hits + waits
+    requests: int
+    timeouts: int
+    health_checks: int
+    health_check_failures: int
+    before_acquire_rejections: int
+    after_release_rejections: int
+    returns_bad: int
+    dead_idle_closed: int
+    #: connections held past leak_timeout
+    leaks: int
+    #: callers refused by queue_target's load shedding
+    shed: int
+    wait_ms: int
+    connect_ms: int
+    usage_ms: int
+    breaker_open: bool
+    failing_for: float
+    dedicated: int
+    #: how long callers waited for a connection (0 s for hits)
+    wait_time: HistogramStats
+    #: how long connections were held, from hand-out to return
+    use_time: HistogramStats
+    #: how long new connections took to open
+    connect_time: HistogramStats
