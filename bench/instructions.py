@@ -4,6 +4,7 @@
 under ``valgrind --tool=callgrind`` twice (N and 6N borrows) and reports the
 difference divided by 5N: the instructions one borrow+return costs, start-up
 excluded.  Implementations: fastpool-c, fastpool-python, fastpool-getconn-c,
+fastpool-leak-c and async-fastpool-leak-c (with ``leak_timeout`` on),
 dropin-c and dropin-getconn-c (the psycopg_pool-compatible ``ConnectionPool``),
 psycopg_pool, psycopg_pool-getconn, sqlalchemy (QueuePool), sqlalchemy-fastpool
 (``fastpool.sqlalchemy.FastPool``), floor, and the asyncio ones
@@ -32,6 +33,7 @@ IMPLS = [
     "fastpool-c",
     "fastpool-python",
     "fastpool-getconn-c",
+    "fastpool-leak-c",
     "dropin-c",
     "dropin-getconn-c",
     "psycopg_pool",
@@ -43,6 +45,7 @@ ASYNC_IMPLS = [
     "async-fastpool-c",
     "async-fastpool-python",
     "async-fastpool-getconn-c",
+    "async-fastpool-leak-c",
     "async-dropin-c",
     "async-dropin-getconn-c",
     "async-psycopg_pool",
@@ -55,6 +58,7 @@ SHAPE_NAMES = {
     "fastpool-c": "fastpool[c]",
     "fastpool-python": "fastpool[python]",
     "fastpool-getconn-c": "fastpool[c] getconn/putconn",
+    "fastpool-leak-c": "fastpool[c] leak_timeout",
     "dropin-c": "fastpool[c] ConnectionPool",
     "dropin-getconn-c": "fastpool[c] ConnectionPool getconn/putconn",
     "psycopg_pool": "psycopg_pool",
@@ -64,6 +68,7 @@ SHAPE_NAMES = {
     "async-fastpool-c": "fastpool[c]",
     "async-fastpool-python": "fastpool[python]",
     "async-fastpool-getconn-c": "fastpool[c]",
+    "async-fastpool-leak-c": "fastpool[c] leak_timeout",
     "async-dropin-c": "fastpool[c] AsyncConnectionPool",
     "async-dropin-getconn-c": "fastpool[c] AsyncConnectionPool",
     "async-psycopg_pool": "psycopg_pool async",
@@ -101,8 +106,13 @@ def make_async(impl: str, dsn: str) -> Callable[[], None]:
                 async with cm():
                     pass
 
-    # one call runs a batch: the loop's own cost per run_until_complete is amortised
-    return lambda: loop.run_until_complete(many(100))
+    def batch() -> None:
+        # one call runs a batch: the loop's own cost per run_until_complete is amortised; the
+        # closure keeps the shape, so its pool lives (the fast path holds it only weakly)
+        assert shape is not None
+        loop.run_until_complete(many(100))
+
+    return batch
 
 
 def tasks64(impl: str, n: int, dsn: str) -> None:

@@ -309,8 +309,10 @@ def sync_pg(name: str, dsn: str, *, query: str | None = None, autocommit: bool =
         )
         pool.open(wait=True)
     elif name.startswith("fastpool"):
+        leak = 60.0 if name.endswith("leak_timeout") else None  # its cost when on
         pool = _with_twin(
-            _twin_of(name), lambda: Pool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit))
+            _twin_of(name),
+            lambda: Pool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit), leak_timeout=leak),
         )
     elif name.startswith("psycopg_pool"):
         psycopg_pool = _import("psycopg_pool")
@@ -387,7 +389,14 @@ def async_pg(
         cm = pool.connection
     elif name.startswith("fastpool"):
         pool = _with_twin(
-            _twin_of(name), lambda: AsyncPool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit))
+            _twin_of(name),
+            lambda: AsyncPool(
+                dsn,
+                min_size=SIZE,
+                max_size=SIZE,
+                kwargs=_kwargs(autocommit),
+                leak_timeout=60.0 if name.endswith("leak_timeout") else None,
+            ),
         )
         loop.run_until_complete(pool.open())
         cm = pool.connection

@@ -1017,6 +1017,7 @@ cdef class FastPath:
     cdef public dict lent  # id(conn) -> Entry: what getconn() lent and putconn() takes back
     cdef public object on_wait  # None, or called with the seconds each hand-out took (metrics)
     cdef public object on_use  # None, or called with the seconds each connection was held (metrics)
+    cdef public object on_lend  # None, or called with each entry handed out from idle (leak_timeout)
 
     def __init__(self, pool_ref, PoolCore core, Lock lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
@@ -1030,6 +1031,7 @@ cdef class FastPath:
         self.lent = {}
         self.on_wait = None
         self.on_use = None
+        self.on_lend = None
 
     def connection(self, timeout=None):
         """The context manager of ``pool.connection()``."""
@@ -1054,6 +1056,8 @@ cdef class FastPath:
             if self._core.doomed:
                 self._pool()._close_doomed()
             if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now, timeout):
+                if self.on_lend is not None:
+                    self.on_lend(e)
                 if self.on_wait is not None:
                     self.on_wait(_now() - now)
                 return e
@@ -1183,6 +1187,7 @@ cdef class AsyncFastPath:
     cdef public object loop  # the loop the pool is bound to, set by the pool
     cdef public object on_wait  # None, or called with the seconds each hand-out took (metrics)
     cdef public object on_use  # None, or called with the seconds each connection was held (metrics)
+    cdef public object on_lend  # None, or called with each entry handed out from idle (leak_timeout)
 
     def __init__(self, pool_ref, PoolCore core, lock, driver, int get_mode, int put_mode, bint tba):
         self._pool = pool_ref
@@ -1196,6 +1201,7 @@ cdef class AsyncFastPath:
         self.lent = {}
         self.on_wait = None
         self.on_use = None
+        self.on_lend = None
 
     def connection(self, timeout=None):
         """The async context manager of ``pool.connection()``."""
@@ -1219,6 +1225,8 @@ cdef class AsyncFastPath:
         if self._core.doomed:
             self._pool()._close_doomed()
         if _ready(e, now, self._get_mode, self._tba):
+            if self.on_lend is not None:
+                self.on_lend(e)
             if self.on_wait is not None:
                 self.on_wait(0.0)
             return e

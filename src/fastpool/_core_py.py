@@ -888,6 +888,7 @@ class FastPath(_Lending):
         "_tba",
         "epoch",
         "lent",
+        "on_lend",
         "on_use",
         "on_wait",
         "put_mode",
@@ -908,6 +909,7 @@ class FastPath(_Lending):
         self.lent: dict[int, Entry] = {}  # id(conn) -> Entry: what getconn() lent, putconn() takes back
         self.on_wait: Any = None  # None, or called with the seconds each hand-out took (metrics)
         self.on_use: Any = None  # None, or called with the seconds each connection was held (metrics)
+        self.on_lend: Any = None  # None, or called with each entry handed out from idle (leak_timeout)
 
     def connection(self, timeout: float | None = None) -> Borrow:
         """The context manager of ``pool.connection()``."""
@@ -928,6 +930,8 @@ class FastPath(_Lending):
             if self._core.doomed:
                 self._pool()._close_doomed()
             if _ready(e, now, self._get_mode, self._tba) or self._pool()._admit(e, now, timeout):
+                if self.on_lend is not None:
+                    self.on_lend(e)
                 if self.on_wait is not None:
                     self.on_wait(_monotonic() - now)
                 return e
@@ -1038,6 +1042,7 @@ class AsyncFastPath(_Lending):
         "epoch",
         "lent",
         "loop",
+        "on_lend",
         "on_use",
         "on_wait",
         "put_mode",
@@ -1057,6 +1062,7 @@ class AsyncFastPath(_Lending):
         self.lent: dict[int, Entry] = {}  # id(conn) -> Entry: what getconn() lent, putconn() takes back
         self.on_wait: Any = None  # None, or called with the seconds each hand-out took (metrics)
         self.on_use: Any = None  # None, or called with the seconds each connection was held (metrics)
+        self.on_lend: Any = None  # None, or called with each entry handed out from idle (leak_timeout)
         self.loop: Any = None  # the loop the pool is bound to, set by the pool
 
     def connection(self, timeout: float | None = None) -> AsyncBorrow:
@@ -1076,6 +1082,8 @@ class AsyncFastPath(_Lending):
         if self._core.doomed:
             self._pool()._close_doomed()
         if _ready(e, now, self._get_mode, self._tba):
+            if self.on_lend is not None:
+                self.on_lend(e)
             if self.on_wait is not None:
                 self.on_wait(0.0)
             return e

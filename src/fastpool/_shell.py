@@ -42,14 +42,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import linecache
 import logging
 import os
 import random
-import traceback
+import sys
 import warnings
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from functools import partial
 from math import inf as INF
 from time import monotonic
 from types import TracebackType
@@ -270,6 +272,8 @@ class BasePool(Generic[C]):
             self._fast.unlent = self._driver  # conn._pool: the pool while lent, the driver when back
         self._fast.on_wait = self._on_wait  # metrics observers survive a rebuild (after a fork)
         self._fast.on_use = self._on_use
+        if self._leak_timeout is not None:  # who took each connection, from the compiled path too
+            self._fast.on_lend = partial(_note_lent, self._ref)
         self._bind_fast()
         self._get = self._fast.get  # type: ignore[method-assign]  # compiled: no Python frame per acquire
 
@@ -289,7 +293,7 @@ class BasePool(Generic[C]):
         """Which gates the borrow path must run itself, from the options and the driver."""
         core_mod = self._core_mod
         driver = self._driver
-        if self._check_always or self._before_acquire is not None or self._leak_timeout is not None:
+        if self._check_always or self._before_acquire is not None:
             get_mode = core_mod.GET_ADMIT
         elif self._has_needs_check:
             get_mode = core_mod.GET_PROBE if self._fast_probe else core_mod.GET_ADMIT
@@ -723,6 +727,8 @@ class BasePool(Generic[C]):
     def _admit_or_slow(self, e: Any, now: float, timeout: float | None) -> Any:
         """The fast path popped ``e`` but a gate must run: admit it, or take the slow path."""
         if self._admit(e, now, timeout):
+            if self._leak_timeout is not None:
+                self._note_lent(e)
             if self._on_wait is not None:
                 self._on_wait(monotonic() - now)
             return e
@@ -894,15 +900,13 @@ class BasePool(Generic[C]):
         except BaseException:  # interrupted mid-check: the connection's state is unknown
             self._discard(e)
             raise
-        if self._leak_timeout is not None:
-            self._note_lent(e)
         return True
 
     # -- leaks and load shedding -----------------------------------------------------------
 
     def _note_lent(self, e: Any) -> None:
         """Remember who took ``e`` (leak_timeout is set): the caller's stack, fastpool's frames left out."""
-        stack = [f for f in traceback.extract_stack() if not f.filename.startswith(_PKG_DIR)]
+        stack = _caller_frames()
         old = self._lent_stacks.get(id(e))
         if old is not None and old[0] is e and old[1] != e.lent_at and old[3]:
             self._leak_back(old, monotonic())
@@ -937,7 +941,7 @@ class BasePool(Generic[C]):
                     self._name,
                     now - lent_at,
                     limit,
-                    "".join(traceback.format_list(stack)).rstrip(),
+                    _format_frames(stack),
                 )
 
     def _codel_roll(self, now: float) -> None:
@@ -1331,6 +1335,40 @@ class BasePool(Generic[C]):
 
 
 _pools: weakref.WeakSet[BasePool[Any]] = weakref.WeakSet()  # every pool of this kind, for fork
+
+
+def _note_lent(ref: weakref.ReferenceType[BasePool[Any]], e: Any) -> None:
+    """The fast path's ``on_lend`` (the pool held weakly, as the fast path holds it)."""
+    pool = ref()
+    if pool is not None:
+        pool._note_lent(e)
+
+
+def _caller_frames(limit: int = 48) -> list[tuple[Any, int]]:
+    """The calling code's frames as (code, line) pairs, innermost first, fastpool's own left out.
+
+    Cheap on purpose (no source lines read, no objects per frame but a tuple): it runs at
+    every hand-out while ``leak_timeout`` is set; :func:`_format_frames` does the rest, once.
+    """
+    out: list[tuple[Any, int]] = []
+    f: Any = sys._getframe(1)
+    while f is not None and len(out) < limit:
+        code = f.f_code
+        if not code.co_filename.startswith(_PKG_DIR):
+            out.append((code, f.f_lineno))
+        f = f.f_back
+    return out
+
+
+def _format_frames(frames: list[tuple[Any, int]]) -> str:
+    """Frames from :func:`_caller_frames` as a traceback's lines, outermost first."""
+    lines = []
+    for code, lineno in reversed(frames):
+        lines.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}')
+        src = linecache.getline(code.co_filename, lineno).strip()
+        if src:
+            lines.append(f"    {src}")
+    return "\n".join(lines)
 
 
 def _after_fork_in_child() -> None:
