@@ -146,7 +146,8 @@ def test_asgi_middleware_with_an_async_sandbox(twin: str, dsn: str, admin: Any, 
             sent.append(msg)
 
         # a fresh task in a fresh context, as a server's request task (not a child of the test)
-        await asyncio.get_running_loop().create_task(mw(scope, receive, send), context=contextvars.Context())
+        # (a task copies the context it is created in; create_task(context=) is Python 3.11+)
+        await contextvars.Context().run(asyncio.get_running_loop().create_task, mw(scope, receive, send))
         return sent[0]["status"], sent[1]["body"]
 
     async def main() -> None:

@@ -103,15 +103,28 @@ def identity() -> Any:
     return task if task is not None else threading.current_thread()
 
 
+def is_task(value: Any) -> bool:
+    """An asyncio task, of whatever class (a loop's own task factory, Python 3.10's pure Task):
+    an ``asyncio.Task``, the running loop's current task, or a future that wraps a coroutine."""
+    if isinstance(value, asyncio.Task):
+        return True
+    try:
+        if value is asyncio.current_task():
+            return True
+    except RuntimeError:
+        pass
+    return asyncio.isfuture(value) and callable(getattr(value, "get_coro", None))
+
+
 def check_identity(name: str, value: Any) -> Any:
-    if isinstance(value, (asyncio.Task, threading.Thread, HandleBase)):
+    if isinstance(value, (threading.Thread, HandleBase)) or is_task(value):
         return value
     raise TypeError(f"{name}: expected an asyncio.Task, a threading.Thread or an OwnerHandle, "
                     f"got {type(value).__name__}")  # fmt: skip
 
 
 def describe(ident: Any) -> str:
-    if isinstance(ident, asyncio.Task):
+    if is_task(ident):
         return f"task {ident.get_name()!r}"
     if isinstance(ident, threading.Thread):
         return f"thread {ident.name!r}"

@@ -8,7 +8,6 @@ chain, modes) and the revocation procedure.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import logging
@@ -33,6 +32,7 @@ from ._owners import (
     check_identity,
     describe,
     identity,
+    is_task,
     log_level,
     push_chain,
     thread_watch,
@@ -424,7 +424,7 @@ class Ownership(Generic[C]):
 
     def _watch(self, ident: Any) -> None:
         """Arrange to hear of ``ident``'s end; handles report through ``_gone``."""
-        if isinstance(ident, asyncio.Task):
+        if is_task(ident):
             ident.add_done_callback(self._task_done)
         elif isinstance(ident, threading.Thread):
             if ident is threading.current_thread():
