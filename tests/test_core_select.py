@@ -57,6 +57,7 @@ def _bench_cli(dsn: str) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
 
 
+@pytest.mark.db
 def test_bench_cli_quick_runs(dsn: str) -> None:
     """``python -m fastpool bench --quick`` prints a table of ratios (a smoke test, no timing asserted)."""
     out = _bench_cli(dsn)
@@ -65,6 +66,41 @@ def test_bench_cli_quick_runs(dsn: str) -> None:
 
 
 def test_bench_cli_without_a_database() -> None:
-    out = _bench_cli("host=127.0.0.1 port=1 password=s3cret")
-    assert "plain resource" in out and "skipped: every database shape" in out
-    assert "s3cret" not in out
+    """No database named: the database shapes are skipped, the run succeeds."""
+    env = {k: v for k, v in os.environ.items() if k != "FASTPOOL_DSN" and not k.startswith("PG")}
+    env["FASTPOOL_TEST_DSN"] = "host=127.0.0.1 port=1 password=s3cret"
+    cmd = [sys.executable, "-m", "fastpool", "bench", "--quick"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "plain resource" in r.stdout and "skipped: every database shape" in r.stdout
+    assert "s3cret" not in r.stdout + r.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "fastpool", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_bench_cli_fails_when_the_named_database_is_unreachable(where: str) -> None:
+    dsn = ["--dsn", "host=127.0.0.1 port=1 password=s3cret"]
+    r = _cli(*(["bench", "--quick", *dsn] if where == "after" else [*dsn, "bench", "--quick"]))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "cannot reach the database given at host=127.0.0.1 port=1" in r.stderr
+    assert "s3cret" not in r.stdout + r.stderr
+
+
+@pytest.mark.db
+def test_cli_options_before_the_subcommand(dsn: str) -> None:
+    r = _cli("--dsn", dsn, "--seconds", "0.3", "--workers", "2", "demo")
+    assert r.returncode == 0, r.stderr
+    assert "core: " in r.stdout and "2 threads borrowing" in r.stdout and "for 0.3 s" in r.stdout
+    r = _cli("--seconds", "1", "bench")
+    assert r.returncode == 2 and "--seconds: options of the demo, not of bench" in r.stderr
+
+
+def test_cli_malformed_dsn_is_a_message_not_a_traceback() -> None:
+    r = _cli("demo", "--dsn", "host=127.0.0.1 port=notaport password=s3cret", "--seconds", "0.2")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stdout + r.stderr and "notaport" in r.stdout
+    assert "s3cret" not in r.stdout + r.stderr

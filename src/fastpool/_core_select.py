@@ -50,8 +50,13 @@ else:
     try:
         core = load("c")
         IMPLEMENTATION = "c"
-    except ImportError:
+    except ImportError as exc:
         if REQUIRE_EXTENSIONS:
-            raise
+            raise ImportError(
+                "FASTPOOL_REQUIRE_EXTENSIONS is set but fastpool's compiled core (fastpool._core) is "
+                "missing or cannot be loaded: this is a pure-Python install. Install a wheel "
+                "(pip install 'fastpool[binary]') or build from source with a C compiler, or unset "
+                f"FASTPOOL_REQUIRE_EXTENSIONS to use the pure-Python core. ({exc})"
+            ) from None
         core = load("python")
         IMPLEMENTATION = "python"
