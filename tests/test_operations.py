@@ -28,6 +28,7 @@ def test_leak_timeout_warns_with_the_acquirers_stack(make: Any, caplog: pytest.L
     with pool.connection():  # held briefly: never reported
         pass
     assert wait_until(lambda: pool.stats()["leaks"] == 1, timeout=3)
+    assert wait_until(lambda: any("held for" in r.getMessage() for r in caplog.records))
     warning = next(r for r in caplog.records if "held for" in r.getMessage())
     text = warning.getMessage()
     assert "leak_timeout 0.1 s" in text

@@ -28,6 +28,7 @@ async def test_leak_timeout_warns_with_the_acquirers_stack(
     async with pool.connection():  # held briefly: never reported
         pass
     assert await wait_until_async(lambda: pool.stats()["leaks"] == 1, timeout=3)
+    assert await wait_until_async(lambda: any("held for" in r.getMessage() for r in caplog.records))
     warning = next(r for r in caplog.records if "held for" in r.getMessage())
     text = warning.getMessage()
     assert "leak_timeout 0.1 s" in text

@@ -1036,8 +1036,6 @@ class AsyncBasePool(Generic[C]):
                     self._leak_back(rec, now)
             elif not warned and now - lent_at > limit:
                 rec[3] = True
-                with self._lock:
-                    self._counters["leaks"] += 1
                 _leak_log.warning(
                     "%s: a connection has been held for %.3g s (leak_timeout %g s); it was acquired at:\n%s",
                     self._name,
@@ -1045,6 +1043,8 @@ class AsyncBasePool(Generic[C]):
                     limit,
                     _format_frames(stack),
                 )
+                with self._lock:  # counted once the report is out (a test may wait for either)
+                    self._counters["leaks"] += 1
 
     def _codel_roll(self, now: float) -> None:
         """At the end of each queue_interval: was every caller's wait in it above queue_target?"""
