@@ -36,15 +36,19 @@ VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 
 
 def find_pythons(versions: tuple[str, ...] = VERSIONS) -> dict[str, str | None]:
-    """``{version: path or None}`` for each CPython version: PATH first, then pyenv's versions."""
+    """``{version: path or None}`` for each CPython version: under pyenv, then on PATH.
+
+    pyenv's shims are skipped (they may refuse a version that is installed but not selected);
+    each candidate must run and report the version it is named for.
+    """
     found: dict[str, str | None] = {}
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     for v in versions:
-        path = shutil.which(f"python{v}")
-        if path is None:
-            candidates = sorted(glob.glob(str(pyenv / f"{v}.*" / "bin" / f"python{v}")))
-            path = candidates[-1] if candidates else None
-        found[v] = path
+        candidates = sorted(glob.glob(str(pyenv / f"{v}.*" / "bin" / f"python{v}")), reverse=True)
+        on_path = shutil.which(f"python{v}")
+        if on_path and "/shims/" not in on_path:
+            candidates.append(on_path)
+        found[v] = next((c for c in candidates if version_of(c) == v), None)
     return found
 
 
@@ -53,8 +57,12 @@ def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 def version_of(python: str) -> str:
-    out = run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
-    return out.stdout.strip()
+    """``"3.x"`` for the interpreter at ``python``, or "" if it does not run."""
+    try:
+        out = run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+    except OSError:
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def build(python: str, workdir: Path) -> Path:
@@ -134,14 +142,15 @@ def main() -> int:
     p.add_argument("--psycopg", help="the psycopg version to test with (e.g. the lowest supported)")
     args = p.parse_args()
     if args.python:
-        pythons = {version_of(py) or py: py for py in args.python}
-        missing = [py for py in args.python if not shutil.which(py) and not Path(py).exists()]
+        versions = {py: version_of(py) for py in args.python}
+        pythons = {v: py for py, v in versions.items() if v}
+        missing = [py for py, v in versions.items() if not v]
     else:
         found = find_pythons()
         pythons = {v: py for v, py in found.items() if py}
         missing = [f"python{v}" for v, py in found.items() if not py]
     for m in missing:
-        print(f"MISSING  {m}: not found on PATH nor under pyenv", flush=True)
+        print(f"MISSING  {m}: not found under pyenv nor on PATH, or it does not run", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = bool(missing)
