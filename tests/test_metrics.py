@@ -154,3 +154,42 @@ def test_prometheus_collector(make: Any) -> None:
     assert samples[("db_client_connection_max", (("db_client_connection_pool_name", "billing"),))] == 3
     assert "# TYPE db_client_connection_use_time_seconds histogram" in text
     held.release()
+
+
+async def test_opentelemetry_on_an_asyncio_pool(make_async: Any) -> None:
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    except ImportError:
+        unavailable("opentelemetry-sdk is not installed (the test extra installs it)")
+    from fastpool.metrics import PrometheusCollector, instrument
+
+    reader = InMemoryMetricReader()
+    pool = await make_async(max_size=1, name="async-orders")
+    instrument(pool, MeterProvider(metric_readers=[reader]))
+    for _ in range(4):
+        async with pool.connection():
+            pass
+    conn = await pool.getconn()
+    with pytest.raises(PoolTimeout):
+        await pool.getconn(timeout=0.02)
+    await pool.putconn(conn)
+    found = {
+        m.name: p
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        for p in m.data.data_points
+        if p.attributes[NAME] == "async-orders" and "state" not in str(p.attributes)
+    }
+    assert found["db.client.connection.use_time"].count == 5
+    assert found["db.client.connection.wait_time"].count == 5
+    assert found["db.client.connection.timeouts"].value == 1
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+    except ImportError:
+        unavailable("prometheus_client is not installed (the test extra installs it)")
+    registry = CollectorRegistry()
+    registry.register(PrometheusCollector(pool))
+    text = generate_latest(registry).decode()
+    assert 'db_client_connection_timeouts_total{db_client_connection_pool_name="async-orders"} 1.0' in text
