@@ -54,7 +54,9 @@ def test_unknown_twin_name() -> None:
 def _bench_cli(dsn: str) -> str:
     """Run ``python -m fastpool bench --quick --dsn DSN``; return what it printed."""
     cmd = [sys.executable, "-m", "fastpool", "bench", "--quick", "--dsn", dsn]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, f"exit {r.returncode}:\n{r.stderr[-4000:]}"
+    return r.stdout
 
 
 @pytest.mark.db

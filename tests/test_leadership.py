@@ -10,9 +10,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 import warnings
 from typing import Any
 
+import psycopg
 import pytest
 
 import fastpool
@@ -211,8 +213,11 @@ def test_key_spaces_and_databases(make_pool: Any, dsn: str) -> None:
     pool = make_pool(max_size=4)
     with pool.leadership((1, 2)), pool.leadership((1 << 32) | 2):
         pass  # the pair and the bigint are different locks
-    other = make_pool(max_size=1, conninfo=dsn.replace("dbname=test", "dbname=postgres"))
-    with pool.leadership("per-db"), other.leadership("per-db"):
+    here = psycopg.conninfo.conninfo_to_dict(dsn).get("dbname")
+    elsewhere = psycopg.conninfo.make_conninfo(dsn, dbname="postgres" if here != "postgres" else "template1")
+    other = make_pool(max_size=1, conninfo=elsewhere)
+    name = f"per-db-{uuid.uuid4().hex}"  # other test runs may share the other database
+    with pool.leadership(name), other.leadership(name):
         pass  # locks are per database
 
 

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 import warnings
 from typing import Any
 
+import psycopg
 import pytest
 
 import fastpool
@@ -212,8 +214,11 @@ async def test_key_spaces_and_databases(make_pool_async: Any, dsn: str) -> None:
     pool = await make_pool_async(max_size=4)
     async with pool.leadership((1, 2)), pool.leadership((1 << 32) | 2):
         pass  # the pair and the bigint are different locks
-    other = await make_pool_async(max_size=1, conninfo=dsn.replace("dbname=test", "dbname=postgres"))
-    async with pool.leadership("per-db"), other.leadership("per-db"):
+    here = psycopg.conninfo.conninfo_to_dict(dsn).get("dbname")
+    elsewhere = psycopg.conninfo.make_conninfo(dsn, dbname="postgres" if here != "postgres" else "template1")
+    other = await make_pool_async(max_size=1, conninfo=elsewhere)
+    name = f"per-db-{uuid.uuid4().hex}"  # other test runs may share the other database
+    async with pool.leadership(name), other.leadership(name):
         pass  # locks are per database
 
 

@@ -21,6 +21,7 @@ non-zero if any step failed or a requested interpreter is missing.  ``auditwheel
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import shutil
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +99,25 @@ def so_size(wheel: Path) -> int:
         return sum(i.file_size for i in z.infolist() if i.filename.endswith(".so"))
 
 
+@contextlib.contextmanager
+def own_database(tag: str) -> Iterator[str]:
+    """A database of this run's own on the test server (``$FASTPOOL_TEST_DSN`` or the local one),
+    dropped afterwards: suites running side by side then never share advisory locks or tables."""
+    import psycopg  # noqa: PLC0415 - only the suite level needs a server
+    from psycopg import sql  # noqa: PLC0415
+
+    base = os.environ.get("FASTPOOL_TEST_DSN", "host=127.0.0.1 dbname=test user=postgres")
+    name = "fastpool_wheel_" + "".join(c if c.isalnum() else "_" for c in tag.lower())[:40]
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(base, dbname=name)
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def test(python: str, wheel: Path, level: str, psycopg: str | None, workdir: Path) -> str:
     """Install ``wheel`` in a fresh venv and test it; return a one-line result (raise on failure)."""
     venv = workdir / "venv"
@@ -125,9 +146,15 @@ def test(python: str, wheel: Path, level: str, psycopg: str | None, workdir: Pat
     if level != "suite":
         return f"compiled core loads (psycopg {psycopg_version})"
     t0 = time.monotonic()
-    env = {**os.environ, "CI": os.environ.get("CI", "true"), "FASTPOOL_REQUIRE_EXTENSIONS": "1"}
-    cmd = [vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
-    res = run(cmd, env=env, cwd=str(ROOT))
+    with own_database(workdir.name) as dsn:
+        env = {
+            **os.environ,
+            "CI": os.environ.get("CI", "true"),
+            "FASTPOOL_REQUIRE_EXTENSIONS": "1",
+            "FASTPOOL_TEST_DSN": dsn,
+        }
+        cmd = [vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
+        res = run(cmd, env=env, cwd=str(ROOT))
     summary = (res.stdout.strip().splitlines() or ["(no output)"])[-1]
     if res.returncode != 0:
         raise RuntimeError(f"the suite failed against the wheel: {summary}\n{res.stdout[-6000:]}")

@@ -116,8 +116,8 @@ class Pool(BasePool[psycopg.Connection[Any]]):
     def clear_prepared(self) -> None:
         """Deallocate the prepared statements of every pooled connection.
 
-        Idle connections are cleared now (``DEALLOCATE ALL``, which psycopg
-        also applies to its own cache); connections in use are cleared when
+        Idle connections are cleared now (``DEALLOCATE ALL``, and psycopg's own
+        cache is forgotten with it); connections in use are cleared when
         they come back.  Use it after DDL that would make other connections
         fail with "cached plan must not change result type".
         """

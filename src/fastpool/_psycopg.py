@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from ._psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes
+from ._psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes, forget_prepared
 
 __all__ = ["PsycopgDriver", "run_autocommit"]
 
@@ -26,18 +26,20 @@ _OK = pq.ConnStatus.OK
 def run_autocommit(conn: Any, sql: str) -> None:
     """Run ``sql`` in one simple-protocol round trip with autocommit on.
 
-    Going through ``conn.execute`` (not ``pgconn``) lets psycopg see
-    ``DISCARD ALL``/``DEALLOCATE ALL`` and clear its prepared-statement cache.
+    After ``DISCARD ALL`` or ``DEALLOCATE ALL`` psycopg's prepared-statement cache is
+    forgotten too (psycopg itself notices only some of these commands, depending on its
+    version).
     """
     if conn._autocommit:
         conn.execute(sql, prepare=False)
-        return
-    conn.set_autocommit(True)
-    try:
-        conn.execute(sql, prepare=False)
-    finally:
-        if not conn.closed:
-            conn.set_autocommit(False)
+    else:
+        conn.set_autocommit(True)
+        try:
+            conn.execute(sql, prepare=False)
+        finally:
+            if not conn.closed:
+                conn.set_autocommit(False)
+    forget_prepared(conn, sql)
 
 
 class PsycopgDriver(PsycopgDriverBase):

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import pq
 
 from ._acompat import maybe_await
-from ._psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes
+from ._psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes, forget_prepared
 
 __all__ = ["AsyncPsycopgDriver", "run_autocommit_async"]
 
@@ -25,18 +25,20 @@ _OK = pq.ConnStatus.OK
 async def run_autocommit_async(conn: Any, sql: str) -> None:
     """Run ``sql`` in one simple-protocol round trip with autocommit on.
 
-    Going through ``conn.execute`` (not ``pgconn``) lets psycopg see
-    ``DISCARD ALL``/``DEALLOCATE ALL`` and clear its prepared-statement cache.
+    After ``DISCARD ALL`` or ``DEALLOCATE ALL`` psycopg's prepared-statement cache is
+    forgotten too (psycopg itself notices only some of these commands, depending on its
+    version).
     """
     if conn._autocommit:
         await conn.execute(sql, prepare=False)
-        return
-    await conn.set_autocommit(True)
-    try:
-        await conn.execute(sql, prepare=False)
-    finally:
-        if not conn.closed:
-            await conn.set_autocommit(False)
+    else:
+        await conn.set_autocommit(True)
+        try:
+            await conn.execute(sql, prepare=False)
+        finally:
+            if not conn.closed:
+                await conn.set_autocommit(False)
+    forget_prepared(conn, sql)
 
 
 class AsyncPsycopgDriver(PsycopgDriverBase):

@@ -192,6 +192,27 @@ def changes(st: Any, conn: Any) -> list[tuple[str, Any]] | None:
 ASYNC_SETTERS = frozenset({"autocommit", "isolation_level", "read_only", "deferrable"})
 
 
+_CLEARS_PREPARED = re.compile(r"\b(?:DISCARD\s+ALL|DEALLOCATE\s+(?:PREPARE\s+)?ALL)\b", re.IGNORECASE)
+
+
+def forget_prepared(conn: Any, sql: str) -> None:
+    """After ``sql`` ran on ``conn``: if it dropped the server's prepared statements, make
+    psycopg forget its own (its cache would name statements that no longer exist).
+
+    psycopg 3.3.0-3.3.3 clear the cache only after DROP or ROLLBACK; later versions also
+    after DISCARD, never after DEALLOCATE.  The cache is psycopg's private
+    ``PrepareManager`` (``_names``, ``_counts``, ``_to_flush``), the same in every 3.3.
+    """
+    if not _CLEARS_PREPARED.search(sql):
+        return
+    pm = getattr(conn, "_prepared", None)
+    if pm is None:
+        return
+    pm._counts.clear()
+    pm._names.clear()
+    pm._to_flush.clear()  # the server holds nothing now: no DEALLOCATE left to send
+
+
 class PsycopgDriverBase(Driver):
     """What the asyncio and threaded psycopg drivers share: no I/O here (internal).
 

@@ -13,8 +13,8 @@
   state) while keeping prepared statements; notifications already received
   are dropped too.
 * ``Recycle.custom(sql)``: at return, run ``sql`` (one simple-protocol round
-  trip, so ``DISCARD ALL`` or ``DEALLOCATE ALL`` also clear psycopg's own
-  prepared-statement cache).
+  trip); when it holds ``DISCARD ALL`` or ``DEALLOCATE ALL``, psycopg's own
+  prepared-statement cache is forgotten too.
 
 What carries over with FAST and VERIFIED: anything the borrower did to the
 *session* on the server (``SET``, ``SET ROLE``, ``LISTEN``, advisory locks,
