@@ -484,7 +484,11 @@ cdef class PoolCore:
     # -- operations -------------------------------------------------------------
 
     cpdef Entry acquire(self, double now):
-        """Pop a usable idle entry, or return None (then the caller must wait)."""
+        """Pop a usable idle entry, or return None (then the caller must wait).
+
+        Expired entries met on the way are moved to ``doomed``.  Never barges
+        past a queued waiter.
+        """
         cdef Entry e
         if self._n_waiting or self.closed or self.paused:
             return None
