@@ -68,9 +68,30 @@ def version_of(python: str) -> str:
 
 
 def build(python: str, workdir: Path) -> Path:
-    """Build the wheel of ``python``'s version into ``workdir``; return its path."""
+    """Build the wheel of ``python``'s version into ``workdir``; return its path.
+
+    It builds from a private copy of the source tree: setuptools writes ``build/`` and the
+    egg-info in the tree, so two builds of one tree at once would collide.
+    """
+    src = workdir / "src-tree"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            ".ci-venv",
+            ".ci-wheels",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            "*.so",
+            "_core.c",
+        ),
+    )
     env = {**os.environ, "FASTPOOL_REQUIRE_EXTENSIONS": "1"}
-    res = run([python, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(workdir)], env=env)
+    res = run([python, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(workdir)], env=env)
     if res.returncode != 0:
         raise RuntimeError(f"pip wheel failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
     wheels = list(workdir.glob("fastpool-*.whl"))
