@@ -101,18 +101,21 @@ def build(python: str, workdir: Path) -> Path:
 
 
 def repair(wheel: Path, out: Path) -> Path:
-    """``auditwheel repair --strip``: a manylinux wheel in ``out``; return its path."""
-    before = set(out.glob("*.whl"))
-    res = run([sys.executable, "-m", "auditwheel", "repair", "--strip", "-w", str(out), str(wheel)])
+    """``auditwheel repair --strip``: a manylinux wheel, copied into ``out``; return its path.
+
+    It repairs into a directory of its own first: other builds may be writing to ``out``.
+    """
+    own = wheel.parent / "repaired"
+    own.mkdir(exist_ok=True)
+    res = run([sys.executable, "-m", "auditwheel", "repair", "--strip", "-w", str(own), str(wheel)])
     if res.returncode != 0:
         raise RuntimeError(f"auditwheel repair failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
-    made = sorted(set(out.glob("*.whl")) - before) or sorted(out.glob(wheel.name.split("-linux")[0] + "*"))
-    if not made:
-        raise RuntimeError(f"auditwheel wrote no wheel:\n{res.stdout}{res.stderr}")
-    repaired = made[-1]
-    if "manylinux" not in repaired.name:
-        raise RuntimeError(f"not a manylinux wheel: {repaired.name}")
-    return repaired
+    made = sorted(own.glob("*.whl"))
+    if len(made) != 1:
+        raise RuntimeError(f"auditwheel wrote {len(made)} wheels:\n{res.stdout}{res.stderr}")
+    if "manylinux" not in made[0].name:
+        raise RuntimeError(f"not a manylinux wheel: {made[0].name}")
+    return Path(shutil.copy2(made[0], out / made[0].name))
 
 
 def so_size(wheel: Path) -> int:
