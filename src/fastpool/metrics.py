@@ -43,31 +43,19 @@ POOL_NAME = "db.client.connection.pool.name"
 STATE = "db.client.connection.state"
 
 
-def _gauges(s: Any) -> list[tuple[str, str, list[tuple[dict[str, str], float]]]]:
-    """The gauge readings of one pool's stats: (name, description, [(extra attributes, value)])."""
-    return [
-        (
-            "db.client.connection.count",
-            "The number of connections that are currently in the state described by the state attribute",
-            [({STATE: "idle"}, s["idle"]), ({STATE: "used"}, s["in_use"])],
-        ),
-        (
-            "db.client.connection.idle.max",
-            "The maximum number of idle open connections allowed",
-            [({}, s["max_size"])],
-        ),
-        (
-            "db.client.connection.idle.min",
-            "The minimum number of idle open connections allowed",
-            [({}, s["min_size"])],
-        ),
-        ("db.client.connection.max", "The maximum number of open connections allowed", [({}, s["max_size"])]),
-        (
-            "db.client.connection.pending_requests",
-            "The number of current pending requests for an open connection",
-            [({}, s["waiting"])],
-        ),
-    ]
+# name, description, and what to read: [(extra attributes, the stats() key)]
+_GAUGES: tuple[tuple[str, str, tuple[tuple[dict[str, str], str], ...]], ...] = (
+    ("db.client.connection.count",
+     "The number of connections that are currently in the state described by the state attribute",
+     (({STATE: "idle"}, "idle"), ({STATE: "used"}, "in_use"))),
+    ("db.client.connection.idle.max", "The maximum number of idle open connections allowed",
+     (({}, "max_size"),)),
+    ("db.client.connection.idle.min", "The minimum number of idle open connections allowed",
+     (({}, "min_size"),)),
+    ("db.client.connection.max", "The maximum number of open connections allowed", (({}, "max_size"),)),
+    ("db.client.connection.pending_requests", "The number of current pending requests for an open connection",
+     (({}, "waiting"),)),
+)  # fmt: skip
 
 
 _HISTOGRAMS = (
@@ -109,9 +97,9 @@ class _MeterState:
         self.provider = provider
         self.pools: weakref.WeakSet[Any] = weakref.WeakSet()
         meter = provider.get_meter("fastpool", __version__)
-        for i, (name, desc, _) in enumerate(_gauges(_ZERO_STATS)):
+        for name, desc, readings in _GAUGES:
             meter.create_observable_up_down_counter(
-                name, [self._gauge_callback(i)], unit="{connection}", description=desc
+                name, [self._gauge_callback(readings)], unit="{connection}", description=desc
             )
         meter.create_observable_counter(
             "db.client.connection.timeouts", [self._timeouts], unit="{timeout}", description=_TIMEOUTS_DESC
@@ -131,15 +119,16 @@ class _MeterState:
         for kind, hist in self.histograms.items():
             pool._observe(kind, _recorder(hist, attrs))
 
-    def _gauge_callback(self, index: int) -> Any:
+    def _gauge_callback(self, readings: tuple[tuple[dict[str, str], str], ...]) -> Any:
         from opentelemetry.metrics import Observation  # noqa: PLC0415 - optional: imported when used
 
         def observe(_options: Any) -> Iterable[Any]:
             out = []
             for pool in list(self.pools):
                 attrs = {POOL_NAME: pool.name}
-                for extra, value in _gauges(pool.stats())[index][2]:
-                    out.append(Observation(value, {**attrs, **extra}))
+                stats = pool.stats()
+                for extra, key in readings:
+                    out.append(Observation(stats[key], {**attrs, **extra}))
             return out
 
         return observe
@@ -160,9 +149,6 @@ def _recorder(hist: Any, attrs: dict[str, str]) -> Any:
         record(seconds, attrs)
 
     return observe
-
-
-_ZERO_STATS = {"idle": 0, "in_use": 0, "max_size": 0, "min_size": 0, "waiting": 0}
 
 
 class PrometheusCollector:
@@ -199,13 +185,14 @@ class PrometheusCollector:
 
         label = POOL_NAME.replace(".", "_")
         snapshots = [(p.name, p.stats()) for p in self._pools]
-        for i, (name, desc, _) in enumerate(_gauges(_ZERO_STATS)):
-            prom = name.replace(".", "_")
-            extra_keys = [k.rsplit(".", 1)[-1] for k in _gauges(_ZERO_STATS)[i][2][0][0]]
-            fam = GaugeMetricFamily(prom, desc, labels=[label, *extra_keys])
+        for name, desc, readings in _GAUGES:
+            extra_labels = [
+                k.rsplit(".", 1)[-1] for k in readings[0][0]
+            ]  # db.client.connection.state -> state
+            fam = GaugeMetricFamily(name.replace(".", "_"), desc, labels=[label, *extra_labels])
             for pool_name, s in snapshots:
-                for extra, value in _gauges(s)[i][2]:
-                    fam.add_metric([pool_name, *extra.values()], value)
+                for extra, key in readings:
+                    fam.add_metric([pool_name, *extra.values()], s[key])
             yield fam
         fam_t = CounterMetricFamily("db_client_connection_timeouts", _TIMEOUTS_DESC, labels=[label])
         for pool_name, s in snapshots:
