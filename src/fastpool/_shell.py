@@ -186,7 +186,6 @@ class BasePool(Generic[C]):
         self._on_wait: Callable[[float], Any] | None = None  # metrics observers (fastpool.metrics)
         self._on_use: Callable[[float], Any] | None = None
         self._on_connect: Callable[[float], Any] | None = None
-        self._paused = False
         self._lent_stacks: dict[int, list[Any]] = {}  # id(entry) -> [entry, lent_at, stack, warned]
         self._codel_next = 0.0  # the end of the current queue_interval
         self._codel_min = INF  # the least wait seen in it
@@ -270,10 +269,7 @@ class BasePool(Generic[C]):
         )
         if self._lend_as_pool:
             self._fast.unlent = self._driver  # conn._pool: the pool while lent, the driver when back
-        self._fast.on_wait = self._on_wait  # metrics observers survive a rebuild (after a fork)
-        self._fast.on_use = self._on_use
-        if self._leak_timeout is not None:  # who took each connection, from the compiled path too
-            self._fast.on_lend = partial(_note_lent, self._ref)
+        self._set_fast_hooks()
         self._bind_fast()
         self._get = self._fast.get  # type: ignore[method-assign]  # compiled: no Python frame per acquire
 
@@ -351,7 +347,7 @@ class BasePool(Generic[C]):
         s["dedicated"] = self._dedicated
         s["name"] = self._name
         s["closed"] = self._closed
-        s["paused"] = self._paused
+        s["paused"] = self._core.paused
         bounds = self._core_mod.HIST_BOUNDS
         for key, (counts, total) in hists.items():
             s[f"{key}_time"] = {"bounds": bounds, "counts": counts, "sum": total, "count": sum(counts)}
@@ -602,14 +598,12 @@ class BasePool(Generic[C]):
         """
         with self._lock:
             self._core.pause()
-            self._paused = True
 
     def resume(self) -> None:
         """Serve the queued callers again, in order (see :meth:`pause`)."""
         with self._lock:
             served = self._core.resume(monotonic())
             n = self._core.plan_connects()
-            self._paused = False
         for w in served:
             wake(w)
         if n:
@@ -619,7 +613,7 @@ class BasePool(Generic[C]):
     @property
     def paused(self) -> bool:
         """True between :meth:`pause` and :meth:`resume`."""
-        return self._paused
+        return bool(self._core.paused)
 
     def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change ``min_size`` and ``max_size`` (``max_size`` defaults to ``min_size``).
@@ -748,8 +742,16 @@ class BasePool(Generic[C]):
                 fn(seconds)
 
             setattr(self, attr, both)
-        self._fast.on_wait = self._on_wait
-        self._fast.on_use = self._on_use
+        self._set_fast_hooks()
+
+    def _set_fast_hooks(self) -> None:
+        """Hand the borrow path its observers (metrics) and, with leak_timeout, the leak tracker;
+        again after a rebuild (in a forked child) or when an observer is added."""
+        fast = self._fast
+        fast.on_wait = self._on_wait
+        fast.on_use = self._on_use
+        if self._leak_timeout is not None:  # who took each connection, from the compiled path too
+            fast.on_lend = partial(_note_lent, self._ref)
 
     def _get_slow(self, start: float, timeout: float | None) -> Any:
         """Queue for a connection, within one deadline for every phase."""

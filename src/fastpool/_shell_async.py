@@ -186,7 +186,6 @@ class AsyncBasePool(Generic[C]):
         self._on_wait: Callable[[float], Any] | None = None  # metrics observers (fastpool.metrics)
         self._on_use: Callable[[float], Any] | None = None
         self._on_connect: Callable[[float], Any] | None = None
-        self._paused = False
         self._lent_stacks: dict[int, list[Any]] = {}  # id(entry) -> [entry, lent_at, stack, warned]
         self._codel_next = 0.0  # the end of the current queue_interval
         self._codel_min = INF  # the least wait seen in it
@@ -272,10 +271,7 @@ class AsyncBasePool(Generic[C]):
         )
         if self._lend_as_pool:
             self._fast.unlent = self._driver  # conn._pool: the pool while lent, the driver when back
-        self._fast.on_wait = self._on_wait  # metrics observers survive a rebuild (after a fork)
-        self._fast.on_use = self._on_use
-        if self._leak_timeout is not None:  # who took each connection, from the compiled path too
-            self._fast.on_lend = partial(_note_lent, self._ref)
+        self._set_fast_hooks()
         self._bind_fast()
         if True:  # ASYNC
             self._deadlines: deque[tuple[float, Any]] = deque()  # queued waiters by deadline (FIFO)
@@ -359,7 +355,7 @@ class AsyncBasePool(Generic[C]):
         s["dedicated"] = self._dedicated
         s["name"] = self._name
         s["closed"] = self._closed
-        s["paused"] = self._paused
+        s["paused"] = self._core.paused
         bounds = self._core_mod.HIST_BOUNDS
         for key, (counts, total) in hists.items():
             s[f"{key}_time"] = {"bounds": bounds, "counts": counts, "sum": total, "count": sum(counts)}
@@ -631,14 +627,12 @@ class AsyncBasePool(Generic[C]):
         """
         with self._lock:
             self._core.pause()
-            self._paused = True
 
     def resume(self) -> None:
         """Serve the queued callers again, in order (see :meth:`pause`)."""
         with self._lock:
             served = self._core.resume(monotonic())
             n = self._core.plan_connects()
-            self._paused = False
         for w in served:
             wake_async(w)
         if n:
@@ -648,7 +642,7 @@ class AsyncBasePool(Generic[C]):
     @property
     def paused(self) -> bool:
         """True between :meth:`pause` and :meth:`resume`."""
-        return self._paused
+        return bool(self._core.paused)
 
     def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change ``min_size`` and ``max_size`` (``max_size`` defaults to ``min_size``).
@@ -800,8 +794,16 @@ class AsyncBasePool(Generic[C]):
                 fn(seconds)
 
             setattr(self, attr, both)
-        self._fast.on_wait = self._on_wait
-        self._fast.on_use = self._on_use
+        self._set_fast_hooks()
+
+    def _set_fast_hooks(self) -> None:
+        """Hand the borrow path its observers (metrics) and, with leak_timeout, the leak tracker;
+        again after a rebuild (in a forked child) or when an observer is added."""
+        fast = self._fast
+        fast.on_wait = self._on_wait
+        fast.on_use = self._on_use
+        if self._leak_timeout is not None:  # who took each connection, from the compiled path too
+            fast.on_lend = partial(_note_lent, self._ref)
 
     async def _get_slow(self, start: float, timeout: float | None) -> Any:
         """Queue for a connection, within one deadline for every phase."""
