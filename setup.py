@@ -1,4 +1,10 @@
-"""Build fastpool, compiling ``src/fastpool/_core.pyx`` into ``fastpool._core``.
+"""Build fastpool, compiling its pool core.
+
+Two extensions: ``fastpool._pool_core``, compiled from the plain Python module
+``src/fastpool/_pool_core.py`` with the C types of ``_pool_core.pxd`` (the same
+file is the pure-Python core), and ``fastpool._core``, from ``_core.pyx``: the
+few parts only C can do (the clock, the socket probe, the mutex, the asyncio
+borrow's ``am_send``).
 
 Environment switches (read at build time):
 
@@ -42,7 +48,7 @@ class OptionalBuildExt(build_ext):
             _say(f"could not compile the core ({exc}); pure-Python build")
         else:
             if self.extensions:
-                _say("accelerated build (compiled core fastpool._core)")
+                _say("accelerated build (compiled core fastpool._pool_core and fastpool._core)")
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
@@ -65,8 +71,15 @@ def _extensions() -> list:  # type: ignore[type-arg]
         _say("Cython is not available: pure-Python build")
         return []
     return cythonize(
-        ["src/fastpool/_core.pyx"],
-        compiler_directives={"language_level": "3"},
+        ["src/fastpool/_core.pyx", "src/fastpool/_pool_core.py"],
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            # the C types are _pool_core.pxd's; the module's annotations are for mypy
+            "annotation_typing": False,
+        },
         quiet=True,
     )
 

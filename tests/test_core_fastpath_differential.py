@@ -1,20 +1,27 @@
-"""The borrow paths (``FastPath``) of both core twins, driven in lockstep.
+"""The borrow paths (``FastPath``, ``AsyncFastPath``) of both core builds, driven in lockstep.
 
 A recording stand-in for the pool receives every call the fast path hands to
 Python (``_admit``, ``_get_slow``, ``_release``, ``_release_block``,
-``_close_doomed``, ``_not_lent``); random sequences of gets, returns,
-getconn/putconn and releases must give the same results, the same calls and the
-same core counters on both twins, for every get and put mode that needs no
-psycopg connection.
+``_close_doomed``, ``_not_lent``, and the asyncio pool's awaitable ones);
+random sequences of ``connection()`` blocks, gets, returns, getconn/putconn and
+releases must give the same results, the same calls and the same core counters
+on both builds, for every get and put mode that needs no psycopg connection.
+The psycopg gates (``GET_PROBE``, ``PUT_PSYCOPG``, ``ClientState``) are driven
+on real connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 import weakref
+from collections.abc import Awaitable
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from .conftest import load_twin
 
@@ -102,9 +109,16 @@ class Side:
                 return "put"
             if op == "take_back_stranger":
                 return f.take_back(object())
+            if op == "borrow":  # a connection() block, raising inside when arg < 0.3
+                with f.connection(None) as conn:
+                    if arg < 0.3:
+                        raise KeyError(conn)
+                return ("borrowed", conn)
             return "skip"
         except (TimeoutError, ValueError) as exc:
             return ("error", type(exc).__name__)
+        except KeyError as exc:
+            return ("raised in block", exc.args[0])
 
 
 @pytest.mark.parametrize("get_mode", ["GET_PLAIN", "GET_ADMIT"])
@@ -112,7 +126,7 @@ class Side:
 @pytest.mark.parametrize("admit", [True, False])
 def test_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool) -> None:
     load_twin("c")  # skips when the compiled core is not built (fails when it is required)
-    ops = ["get", "getconn", "put", "release_block", "release", "putconn", "take_back_stranger"]
+    ops = ["get", "getconn", "put", "release_block", "release", "putconn", "take_back_stranger", "borrow"]
     out = 0
     for seed in range(25):
         rnd = random.Random(seed)
@@ -130,3 +144,229 @@ def test_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool) -> No
             assert len(a.fast.lent) == len(b.fast.lent) == len(a.lent)
             out += ra != "skip" and not (isinstance(ra, tuple) and ra[0] == "error")
     assert out > 1000, "the sequences must actually borrow and return"
+
+
+class FakeAsyncPool(FakePool):
+    """The asyncio pool's side: the slow paths are awaitables, as the real pool's are."""
+
+    async def _get(self, timeout: Any) -> Any:
+        self.calls.append(("bind",))
+        return await self._get_slow(0.0, timeout)
+
+    async def _aget_slow(self, now: float, timeout: Any) -> Any:
+        return FakePool._get_slow(self, now, timeout)
+
+    def _get_slow(self, now: float, timeout: Any) -> Any:  # type: ignore[override]
+        self.calls.append(("slow",))
+        return self._aget_slow(now, timeout)
+
+    async def _admit_or_slow(self, e: Any, now: float, timeout: Any) -> Any:
+        if self._admit(e, now, timeout):
+            return e
+        return FakePool._get_slow(self, now, timeout)
+
+    async def _release(self, e: Any) -> None:  # type: ignore[override]
+        FakePool._release(self, e)
+
+    async def _release_block(self, e: Any, ok: bool) -> None:  # type: ignore[override]
+        FakePool._release_block(self, e, ok)
+
+    async def _not_lent(self, conn: Any) -> None:  # type: ignore[override]
+        FakePool._not_lent(self, conn)
+
+
+async def _maybe(r: Any) -> Any:
+    return await r if isinstance(r, Awaitable) else r
+
+
+class AsyncSide:
+    def __init__(self, twin: str, get_mode: str, put_mode: str, admit: bool, max_size: int) -> None:
+        mod = load_twin(twin)
+        self.mod = mod
+        self.core = mod.PoolCore(max_size, 0)
+        self.pool = FakeAsyncPool(mod, self.core, admit)
+        modes = getattr(mod, get_mode), getattr(mod, put_mode)
+        self.fast = mod.AsyncFastPath(weakref.ref(self.pool), self.core, mod.NoLock(), None, *modes, True)
+        self.held: list[Any] = []
+        self.lent: list[Any] = []
+
+    async def step(self, op: str, arg: float) -> Any:
+        f = self.fast
+        try:
+            if op == "bind":
+                f.loop = asyncio.get_running_loop() if arg < 0.9 else None
+                return "bound"
+            if op == "get":
+                e = await _maybe(f.get(None))
+                self.held.append(e)
+                return ("got", int(e.serial))
+            if op == "getconn":
+                conn = await f.getconn(None)
+                self.lent.append(conn)
+                return ("lent", conn)
+            if op in ("put", "release_block", "release") and self.held:
+                e = self.held.pop(int(arg * len(self.held)) % len(self.held))
+                if op == "put":
+                    return await _maybe(f.put(e))
+                if op == "release_block":
+                    return await _maybe(f.release_block(e, arg < 0.5))
+                return f.release(e, 0.0)
+            if op == "putconn" and self.lent:
+                conn = self.lent.pop(int(arg * len(self.lent)) % len(self.lent))
+                await f.putconn(conn)
+                if arg < 0.2:
+                    await f.putconn(conn)
+                return "put"
+            if op == "borrow":
+                async with f.connection(None) as conn:
+                    if arg < 0.3:
+                        raise KeyError(conn)
+                return ("borrowed", conn)
+            if op == "reenter":  # one connection() context entered twice: refused, nothing leaks
+                cm = f.connection(None)
+                async with cm as conn:
+                    with pytest.raises(RuntimeError, match="already in use"):
+                        await cm.__aenter__()
+                return ("reentered", conn)
+            return "skip"
+        except (TimeoutError, ValueError) as exc:
+            return ("error", type(exc).__name__)
+        except KeyError as exc:
+            return ("raised in block", exc.args[0])
+
+
+@pytest.mark.parametrize("get_mode", ["GET_PLAIN", "GET_ADMIT"])
+@pytest.mark.parametrize("put_mode", ["PUT_PLAIN", "PUT_SLOW"])
+@pytest.mark.parametrize("admit", [True, False])
+def test_async_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool) -> None:
+    load_twin("c")
+    ops = ["bind", "get", "getconn", "put", "release_block", "release", "putconn", "borrow", "reenter"]
+
+    async def main() -> int:
+        out = 0
+        for seed in range(25):
+            rnd = random.Random(seed)
+            max_size = rnd.randint(1, 4)
+            a = AsyncSide("c", get_mode, put_mode, admit, max_size)
+            b = AsyncSide("python", get_mode, put_mode, admit, max_size)
+            for i in range(120):
+                op = rnd.choice(ops)
+                arg = rnd.random()
+                ra, rb = await a.step(op, arg), await b.step(op, arg)
+                assert ra == rb, f"seed {seed} op #{i} {op}: c={ra!r} python={rb!r}"
+                assert a.pool.calls == b.pool.calls, f"seed {seed} op #{i} {op}"
+                sa, sb = a.core.stats(), b.core.stats()
+                assert {k: sa[k] for k in DISCRETE} == {k: sb[k] for k in DISCRETE}, f"seed {seed} op #{i}"
+                assert len(a.fast.lent) == len(b.fast.lent) == len(a.lent)
+                out += ra not in ("skip", "bound") and not (isinstance(ra, tuple) and ra[0] == "error")
+        return out
+
+    assert asyncio.run(main()) > 1000, "the sequences must actually borrow and return"
+
+
+# -- the psycopg gates, on real connections ------------------------------------------------------
+
+
+class _Recorder:
+    """What the psycopg fast path calls back into, recorded."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.calls: list[str] = []
+
+    def _release_block(self, e: Any, ok: bool) -> None:
+        self.calls.append("release_block")
+        e.conn.rollback()
+        self.core.release(e, 0.0)
+
+    def _close_doomed(self) -> None:
+        self.calls.append("close_doomed")
+        self.core.take_doomed()
+
+
+def _psycopg_side(twin: str, dsn: str, app: str) -> tuple[Any, Any, Any, Any]:
+    mod = load_twin(twin)
+    conn = psycopg.connect(dsn, application_name=app)
+    core = mod.PoolCore(1, 0)
+    pool = _Recorder(core)
+    fast = mod.FastPath(weakref.ref(pool), core, mod.Lock(), None, mod.GET_PROBE, mod.PUT_PSYCOPG, True)
+    assert core.add_connects(1) == 1
+    core.connect_done(conn, 0.0, mod.ClientState(conn, 0, mod.ROLE_ANY))
+    return mod, conn, pool, fast
+
+
+def _tweaks() -> list[tuple[str, Any, Any]]:
+    """(what, change, undo) on a connection: every client setting the return path must notice."""
+
+    def noticer(diag: Any) -> None:
+        pass
+
+    return [
+        ("autocommit", lambda c: setattr(c, "autocommit", True), lambda c: setattr(c, "autocommit", False)),
+        ("read_only", lambda c: setattr(c, "read_only", True), lambda c: setattr(c, "read_only", None)),
+        ("deferrable", lambda c: setattr(c, "deferrable", True), lambda c: setattr(c, "deferrable", None)),
+        (
+            "isolation_level",
+            lambda c: setattr(c, "isolation_level", psycopg.IsolationLevel.SERIALIZABLE),
+            lambda c: setattr(c, "isolation_level", None),
+        ),
+        ("row_factory", lambda c: setattr(c, "row_factory", dict_row), None),
+        ("cursor_factory", lambda c: setattr(c, "cursor_factory", psycopg.ClientCursor), None),
+        ("prepare_threshold", lambda c: setattr(c, "prepare_threshold", None), None),
+        (
+            "notice handler",
+            lambda c: c.add_notice_handler(noticer),
+            lambda c: c.remove_notice_handler(noticer),
+        ),
+        ("transaction", lambda c: c.execute("SELECT 1"), lambda c: c.rollback()),
+    ]
+
+
+def _drive_psycopg_gates(twin: str, dsn: str, app: str, admin: psycopg.Connection[Any]) -> list[Any]:
+    """What one build's psycopg fast path decides: per tweak, the calls to the pool when the
+    changed connection comes back, then when the undone one does; then the probe's verdict
+    on a connection whose backend was terminated."""
+    out: list[Any] = []
+    for what, change, undo in _tweaks():
+        mod, conn, pool, fast = _psycopg_side(twin, dsn, app)
+        try:
+            with fast.connection(None) as got:
+                assert got is conn
+                assert mod.ClientState(conn, 0).same(conn), "a fresh snapshot matches"
+                change(conn)
+            changed, pool.calls = pool.calls, []
+            restored = None
+            if undo is not None:
+                with fast.connection(None):
+                    undo(conn)
+                restored = pool.calls
+            out.append((what, changed, restored))
+        finally:
+            conn.close()
+    mod, conn, pool, fast = _psycopg_side(twin, dsn, app)
+    try:
+        e = pool.core.acquire(1.0)
+        out.append(("live", fast.ready(e, 1.0)))
+        pool.core.release(e, 1.0)
+        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        for _ in range(500):  # the backend's goodbye reaches the socket
+            if mod.readable(conn.pgconn.socket):
+                break
+            time.sleep(0.01)
+        e = pool.core.acquire(2.0)
+        out.append(("terminated", fast.ready(e, 2.0)))
+    finally:
+        conn.close()
+    return out
+
+
+@pytest.mark.db
+def test_psycopg_gates_in_lockstep(dsn: str, admin: psycopg.Connection[Any], app_name: str) -> None:
+    """GET_PROBE/PUT_PSYCOPG and ClientState decide alike on both builds, on real connections."""
+    load_twin("c")
+    got = {t: _drive_psycopg_gates(t, dsn, app_name, admin) for t in ("c", "python")}
+    assert got["c"] == got["python"]
+    for what, changed, restored in got["c"][:-2]:
+        assert changed == ["release_block"], f"a changed {what} must take the pool's return path"
+        assert restored in (None, []), f"{what} undone: straight back again"
+    assert got["c"][-2:] == [("live", True), ("terminated", False)]

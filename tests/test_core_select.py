@@ -30,7 +30,7 @@ def _implementation_in_subprocess(**env: str) -> str:
 def test_compiled_core_loaded_when_expected() -> None:
     if compiled_expected():
         assert fastpool.IMPLEMENTATION == "c", "the compiled core should have loaded"
-        assert _core_select.core.__name__ == "fastpool._core"
+        assert _core_select.core.__name__ == "fastpool._pool_core"
         assert _core_select.core.__file__.endswith((".so", ".pyd"))
     else:
         assert fastpool.IMPLEMENTATION in ("c", "python")

@@ -29,7 +29,9 @@ from .resources import Ctx, Interrupted, Res
 
 def test_implementation_follows_the_twin(twin: str, make: Any) -> None:
     pool = make(max_size=1)
-    assert type(pool._core).__module__ == {"c": "fastpool._core", "python": "fastpool._core_py"}[twin]
+    assert (
+        type(pool._core).__module__ == {"c": "fastpool._pool_core", "python": "fastpool._pool_core_py"}[twin]
+    )
 
 
 def test_borrow_three_ways(make: Any) -> None:

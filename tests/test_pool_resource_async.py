@@ -29,7 +29,9 @@ from .resources_async import AsyncRes, Ctx, Interrupted
 
 async def test_implementation_follows_the_twin(twin: str, make_async: Any) -> None:
     pool = await make_async(max_size=1)
-    assert type(pool._core).__module__ == {"c": "fastpool._core", "python": "fastpool._core_py"}[twin]
+    assert (
+        type(pool._core).__module__ == {"c": "fastpool._pool_core", "python": "fastpool._pool_core_py"}[twin]
+    )
 
 
 async def test_borrow_three_ways(make_async: Any) -> None:

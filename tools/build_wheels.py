@@ -88,6 +88,7 @@ def build(python: str, workdir: Path) -> Path:
             "__pycache__",
             "*.so",
             "_core.c",
+            "_pool_core.c",
         ),
     )
     env = {**os.environ, "FASTPOOL_REQUIRE_EXTENSIONS": "1"}

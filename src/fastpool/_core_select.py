@@ -1,4 +1,10 @@
-"""Select the pool core: the compiled ``fastpool._core`` or its pure-Python twin ``_core_py``.
+"""Select the pool core: compiled, or the same source run as Python.
+
+The core is one module, ``_pool_core.py``.  The accelerated build compiles it
+(``fastpool._pool_core``, an extension beside the ``.py``, which Python's
+import prefers); the pure-Python build runs the ``.py`` itself, loaded under
+the name ``fastpool._pool_core_py`` so that both can be loaded in one process
+(the test-suite runs every pool on both).
 
 ``FASTPOOL_NO_EXTENSIONS=1`` forces the pure-Python twin, and so does any
 interpreter other than CPython.  ``FASTPOOL_REQUIRE_EXTENSIONS=1`` turns a
@@ -9,6 +15,7 @@ are constructed, so the test-suite can run every pool on both twins.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from types import ModuleType
@@ -26,21 +33,42 @@ REQUIRE_EXTENSIONS = _flag("FASTPOOL_REQUIRE_EXTENSIONS")
 
 
 def load(name: Literal["c", "python"]) -> ModuleType:
-    """Import and return one twin of the core by name ("c" or "python")."""
+    """Import and return one build of the core by name ("c" or "python")."""
     if name == "c":
-        from . import _core  # type: ignore[attr-defined]
+        spec = importlib.util.find_spec(f"{__package__}._pool_core")
+        if spec is None or spec.origin is None or spec.origin.endswith(".py"):
+            raise ImportError("fastpool._pool_core is not compiled (no extension module beside the .py)")
+        from . import _pool_core
 
-        return _core  # type: ignore[no-any-return]
+        return _pool_core
     if name == "python":
-        from . import _core_py
-
-        return _core_py
+        return _load_pure()
     raise ValueError(f"unknown core implementation: {name!r}")
+
+
+def _load_pure() -> ModuleType:
+    """``_pool_core.py`` run as Python, as the module ``fastpool._pool_core_py``."""
+    name = f"{__package__}._pool_core_py"
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return mod
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pool_core.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - the file ships with the package
+        raise ImportError(f"cannot load the pure-Python core from {path}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
 
 
 IMPLEMENTATION: Literal["c", "python"]
 if TYPE_CHECKING:
-    from . import _core_py as core
+    from . import _pool_core as core
 
     IMPLEMENTATION = "python"
 elif NO_EXTENSIONS and not REQUIRE_EXTENSIONS:
@@ -53,7 +81,7 @@ else:
     except ImportError as exc:
         if REQUIRE_EXTENSIONS:
             raise ImportError(
-                "FASTPOOL_REQUIRE_EXTENSIONS is set but fastpool's compiled core (fastpool._core) is "
+                "FASTPOOL_REQUIRE_EXTENSIONS is set but fastpool's compiled core (fastpool._pool_core) is "
                 "missing or cannot be loaded: this is a pure-Python install. Install a wheel "
                 "(pip install 'fastpool[binary]') or build from source with a C compiler, or unset "
                 f"FASTPOOL_REQUIRE_EXTENSIONS to use the pure-Python core. ({exc})"

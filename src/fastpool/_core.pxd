@@ -1,0 +1,71 @@
+# What only C can do, for the compiled pool core (``_pool_core.py`` cimports it).
+#
+# The clock and the socket probe are inline C, read without a Python call; Lock is a mutex
+# taken in C; AsyncBorrow is an awaitable whose result comes back through the ``am_send``
+# slot, with no StopIteration.  Their pure-Python twin is ``_core_py.py``.
+
+from cpython.pythread cimport PyThread_type_lock
+
+cdef extern from *:
+    """
+    #ifdef _WIN32
+    #include <winsock2.h>
+    static int fastpool_readable(long long fd) {
+        WSAPOLLFD p; int r; p.fd = (SOCKET)fd; p.events = POLLRDNORM; p.revents = 0;
+        r = WSAPoll(&p, 1, 0);
+        return (r > 0 && (p.revents & POLLNVAL)) ? -2 : r;
+    }
+    static double fastpool_monotonic(void) { return -1.0; }
+    #else
+    #include <poll.h>
+    #include <time.h>
+    static int fastpool_readable(long long fd) {
+        struct pollfd p; int r; p.fd = (int)fd; p.events = POLLIN; p.revents = 0;
+        r = poll(&p, 1, 0);
+        return (r > 0 && (p.revents & POLLNVAL)) ? -2 : r;
+    }
+    static double fastpool_monotonic(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return -1.0;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    #endif
+    """
+    int fastpool_readable(long long fd) nogil
+    double fastpool_monotonic() nogil
+
+
+cdef double clock_fallback() except? -1.0
+
+
+cdef inline double now() except? -1.0:
+    """``time.monotonic()`` (CLOCK_MONOTONIC on POSIX, the same clock), without a Python call."""
+    cdef double t = fastpool_monotonic()
+    if t < 0:
+        return clock_fallback()
+    return t
+
+
+cdef inline int fd_readable(long long fd) noexcept nogil:
+    """1 when ``fd`` has something to read (or EOF, or an error), 0 when not, < 0 when invalid."""
+    return fastpool_readable(fd)
+
+
+cdef class Lock:
+    cdef PyThread_type_lock _lock
+    cdef bint _locked
+    cpdef bint acquire(self, bint blocking=*, double timeout=*) except -1
+    cpdef release(self)
+    cdef bint _wait(self, long long microseconds) except -1
+
+
+cdef class PathBase:
+    cdef object _aenter(self, AsyncBorrow b)
+    cdef object _aexit(self, AsyncBorrow b, bint ok)
+
+
+cdef class AsyncBorrow:
+    cdef readonly PathBase _fp
+    cdef public object _timeout
+    cdef public object _entry
+    cdef public object _result
