@@ -73,6 +73,39 @@ class FakePool:
         raise ValueError("not lent")
 
 
+def _failed(exc: Exception) -> tuple[str, Any]:
+    """What a step that raised gives: what its block raised, or the error's name."""
+    if isinstance(exc, KeyError):
+        return ("raised in block", exc.args[0])
+    return ("error", type(exc).__name__)
+
+
+def lockstep_modes(test: Any) -> Any:
+    """Run ``test`` for every get mode, put mode and admission verdict the fake pool can give."""
+    test = pytest.mark.parametrize("get_mode", ["GET_PLAIN", "GET_ADMIT"])(test)
+    test = pytest.mark.parametrize("put_mode", ["PUT_PLAIN", "PUT_SLOW"])(test)
+    return pytest.mark.parametrize("admit", [True, False])(test)
+
+
+def _sequences(ops: list[str]) -> Any:
+    """25 seeded sequences of 120 (op, arg) steps, each with a pool size."""
+    for seed in range(25):
+        rnd = random.Random(seed)
+        max_size = rnd.randint(1, 4)
+        yield seed, max_size, [(rnd.choice(ops), rnd.random()) for _ in range(120)]
+
+
+def _same(a: Any, b: Any, ra: Any, rb: Any, where: str) -> bool:
+    """Both builds gave the same result, made the same calls and kept the same counts; True when
+    the step did something (borrowed, returned, lent)."""
+    assert ra == rb, f"{where}: c={ra!r} python={rb!r}"
+    assert a.pool.calls == b.pool.calls, where
+    sa, sb = a.core.stats(), b.core.stats()
+    assert {k: sa[k] for k in DISCRETE} == {k: sb[k] for k in DISCRETE}, where
+    assert len(a.fast.lent) == len(b.fast.lent) == len(a.lent), where
+    return ra not in ("skip", "bound") and not (isinstance(ra, tuple) and ra[0] == "error")
+
+
 class Side:
     def __init__(self, twin: str, get_mode: str, put_mode: str, admit: bool, max_size: int) -> None:
         mod = load_twin(twin)
@@ -115,34 +148,20 @@ class Side:
                         raise KeyError(conn)
                 return ("borrowed", conn)
             return "skip"
-        except (TimeoutError, ValueError) as exc:
-            return ("error", type(exc).__name__)
-        except KeyError as exc:
-            return ("raised in block", exc.args[0])
+        except (TimeoutError, ValueError, KeyError) as exc:
+            return _failed(exc)
 
 
-@pytest.mark.parametrize("get_mode", ["GET_PLAIN", "GET_ADMIT"])
-@pytest.mark.parametrize("put_mode", ["PUT_PLAIN", "PUT_SLOW"])
-@pytest.mark.parametrize("admit", [True, False])
+@lockstep_modes
 def test_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool) -> None:
     load_twin("c")  # skips when the compiled core is not built (fails when it is required)
     ops = ["get", "getconn", "put", "release_block", "release", "putconn", "take_back_stranger", "borrow"]
     out = 0
-    for seed in range(25):
-        rnd = random.Random(seed)
-        max_size = rnd.randint(1, 4)
+    for seed, max_size, steps in _sequences(ops):
         a = Side("c", get_mode, put_mode, admit, max_size)
         b = Side("python", get_mode, put_mode, admit, max_size)
-        for i in range(120):
-            op = rnd.choice(ops)
-            arg = rnd.random()
-            ra, rb = a.step(op, arg), b.step(op, arg)
-            assert ra == rb, f"seed {seed} op #{i} {op}: c={ra!r} python={rb!r}"
-            assert a.pool.calls == b.pool.calls, f"seed {seed} op #{i} {op}"
-            sa, sb = a.core.stats(), b.core.stats()
-            assert {k: sa[k] for k in DISCRETE} == {k: sb[k] for k in DISCRETE}, f"seed {seed} op #{i} {op}"
-            assert len(a.fast.lent) == len(b.fast.lent) == len(a.lent)
-            out += ra != "skip" and not (isinstance(ra, tuple) and ra[0] == "error")
+        for i, (op, arg) in enumerate(steps):
+            out += _same(a, b, a.step(op, arg), b.step(op, arg), f"seed {seed} op #{i} {op}")
     assert out > 1000, "the sequences must actually borrow and return"
 
 
@@ -229,36 +248,23 @@ class AsyncSide:
                         await cm.__aenter__()
                 return ("reentered", conn)
             return "skip"
-        except (TimeoutError, ValueError) as exc:
-            return ("error", type(exc).__name__)
-        except KeyError as exc:
-            return ("raised in block", exc.args[0])
+        except (TimeoutError, ValueError, KeyError) as exc:
+            return _failed(exc)
 
 
-@pytest.mark.parametrize("get_mode", ["GET_PLAIN", "GET_ADMIT"])
-@pytest.mark.parametrize("put_mode", ["PUT_PLAIN", "PUT_SLOW"])
-@pytest.mark.parametrize("admit", [True, False])
+@lockstep_modes
 def test_async_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool) -> None:
     load_twin("c")
     ops = ["bind", "get", "getconn", "put", "release_block", "release", "putconn", "borrow", "reenter"]
 
     async def main() -> int:
         out = 0
-        for seed in range(25):
-            rnd = random.Random(seed)
-            max_size = rnd.randint(1, 4)
+        for seed, max_size, steps in _sequences(ops):
             a = AsyncSide("c", get_mode, put_mode, admit, max_size)
             b = AsyncSide("python", get_mode, put_mode, admit, max_size)
-            for i in range(120):
-                op = rnd.choice(ops)
-                arg = rnd.random()
+            for i, (op, arg) in enumerate(steps):
                 ra, rb = await a.step(op, arg), await b.step(op, arg)
-                assert ra == rb, f"seed {seed} op #{i} {op}: c={ra!r} python={rb!r}"
-                assert a.pool.calls == b.pool.calls, f"seed {seed} op #{i} {op}"
-                sa, sb = a.core.stats(), b.core.stats()
-                assert {k: sa[k] for k in DISCRETE} == {k: sb[k] for k in DISCRETE}, f"seed {seed} op #{i}"
-                assert len(a.fast.lent) == len(b.fast.lent) == len(a.lent)
-                out += ra not in ("skip", "bound") and not (isinstance(ra, tuple) and ra[0] == "error")
+                out += _same(a, b, ra, rb, f"seed {seed} op #{i} {op}")
         return out
 
     assert asyncio.run(main()) > 1000, "the sequences must actually borrow and return"
