@@ -211,6 +211,21 @@ def dsn() -> Iterator[str]:
     unavailable("no PostgreSQL server for the DB tests: " + "; ".join(reasons))
 
 
+@pytest.fixture
+def many_sessions() -> Iterator[None]:
+    """Hold a machine-wide lock while the test opens many sessions at once (the benchmark opens
+    about 40): suites that run side by side against one server (CI runs three) take turns, and
+    together stay under its ``max_connections``."""
+    import fcntl
+
+    with open(os.path.join(tempfile.gettempdir(), "fastpool-tests-many-sessions.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[_Throwaway]:
     """A private throwaway cluster that a test may restart (skips without binaries; fails under CI)."""

@@ -60,6 +60,7 @@ def _bench_cli(dsn: str) -> str:
 
 
 @pytest.mark.db
+@pytest.mark.usefixtures("many_sessions")
 def test_bench_cli_quick_runs(dsn: str) -> None:
     """``python -m fastpool bench --quick`` prints a table of ratios (a smoke test, no timing asserted)."""
     out = _bench_cli(dsn)

@@ -61,17 +61,25 @@ def _build(make: Callable[[str], Impl], names: list[str], closers: list[Callable
     return out
 
 
-def shapes(dsn: str | None, closers: list[Callable[[], Any]], skipped: list[str]) -> dict[str, Shape]:
-    """Build every shape that can run here; ``closers`` collects what to close afterwards."""
-    out: dict[str, Shape] = {}
-    res = _build(plain, PLAIN, closers, skipped)
-    out["borrow+return, plain resource, 1 thread"] = {n: _loop_of(i) for n, i in res.items()}
+def shapes(dsn: str | None, skipped: list[str]) -> dict[str, Callable[[list[Callable[[], Any]]], Shape]]:
+    """Every shape that can run here, as a builder each: given a list, it opens the shape's pools
+    and adds to the list what closes them.  ``run_bench`` builds one shape at a time, so that the
+    server holds only one table's connections at once."""
+    out: dict[str, Callable[[list[Callable[[], Any]]], Shape]] = {}
+
+    def plain_shape(closers: list[Callable[[], Any]]) -> Shape:
+        return {n: _loop_of(i) for n, i in _build(plain, PLAIN, closers, skipped).items()}
+
+    out["borrow+return, plain resource, 1 thread"] = plain_shape
     if dsn is None:
         skipped.append("every database shape (no reachable database)")
         return out
-    pg = _build(partial(sync_pg, dsn=dsn), SYNC, closers, skipped)
-    out["borrow+return, psycopg, no query, 1 thread"] = {n: _loop_of(i) for n, i in pg.items()}
-    out["async borrow+return, psycopg, no query, 1 task"] = _async_shape(dsn, closers, skipped)
+
+    def pg_shape(closers: list[Callable[[], Any]]) -> Shape:
+        return {n: _loop_of(i) for n, i in _build(partial(sync_pg, dsn=dsn), SYNC, closers, skipped).items()}
+
+    out["borrow+return, psycopg, no query, 1 thread"] = pg_shape
+    out["async borrow+return, psycopg, no query, 1 task"] = partial(_async_shape, dsn, skipped=skipped)
     return out
 
 
@@ -324,6 +332,16 @@ def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
         out.write(f"  {name:<28} {(used - raw) / n / 1024:>18.1f} KiB\n")
 
 
+def _close_all(closers: list[Callable[[], Any]]) -> None:
+    """Close what a section opened (best effort), and forget it."""
+    for close in closers:
+        try:
+            close()
+        except Exception:  # pragma: no cover - best effort
+            pass
+    closers.clear()
+
+
 def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
     """Run every shape that can run here and print the tables; return the exit code."""
     rounds, batch = (5, 200) if quick else (25, 2000)
@@ -335,23 +353,21 @@ def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
     if "c" not in twins_here:
         out.write("note: the compiled core is not built here; ratios are against the pure twin\n")
     try:
-        all_shapes = shapes(dsn, closers, skipped)
-        for title, shape in all_shapes.items():
+        for title, build in shapes(dsn, skipped).items():
+            shape = build(closers)
             out.write(f"\n{title}: {len(shape)} implementations, {rounds} rounds of {batch}\n")
             report(title, measure(shape, rounds, batch, out), out)
+            _close_all(closers)
         if dsn is not None:
             title = "SELECT 1 per borrow, 1 thread (autocommit)"
             shape = _select1_shape(dsn, closers, skipped)
             q_rounds, q_batch = (3, 50) if quick else (9, 300)
             out.write(f"\n{title}: {len(shape)} implementations, {q_rounds} rounds of {q_batch}\n")
             report(title, measure(shape, q_rounds, q_batch, out), out)
+            _close_all(closers)
             _contended_sections(dsn, quick, closers, skipped, out)
     finally:
-        for close in closers:
-            try:
-                close()
-            except Exception:  # pragma: no cover - best effort
-                pass
+        _close_all(closers)
     if dsn is not None:  # after every other pool is closed: it opens connections of its own
         memory_per_connection(dsn, 10 if quick else 40, out)
     if skipped:
