@@ -302,6 +302,8 @@ def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
         for c in conns:
             c.close()
 
+    for twin in twins():  # loaded before tracing: a module's first import is not per connection
+        _core_select.load(twin)  # type: ignore[arg-type]
     raw = traced(lambda: [psycopg.connect(dsn) for _ in range(n)], close_all)
 
     def pool_of(twin: str) -> Any:
