@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import threading
+from collections.abc import Generator
 from time import monotonic as now  # the pool's clock, as the pure-Python core reads it
 from typing import Any
 
@@ -52,6 +53,8 @@ def readable(fd: int) -> bool:
 class PathBase:
     """Base of the asyncio borrow path: what :class:`AsyncBorrow` calls to enter and exit."""
 
+    __slots__ = ()
+
     def _aenter(self, b: AsyncBorrow) -> Any:
         raise NotImplementedError
 
@@ -83,10 +86,10 @@ class AsyncBorrow:
             raise TypeError("this awaitable is not a connection() context")
         return self._fp._aexit(self, exc_type is None)
 
-    def __await__(self) -> AsyncBorrow:
-        return self
-
-    def __next__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, Any]:
+        # a generator that returns at once: Python hands its value over without raising
+        # StopIteration, which a __next__ written in Python would have to
         r = self._result
         self._result = None
-        raise StopIteration(r)
+        return r
+        yield  # pragma: no cover - (makes this a generator)

@@ -162,8 +162,6 @@ cdef class PoolCore:
 
 cpdef bint role_ok(pgconn, int role) except -1
 
-cdef inline object _dget(dict d, str key)
-cdef inline bint _eq(object a, object b) except -1
 
 
 @cython.final
@@ -185,7 +183,7 @@ cdef class ClientState:
     cdef dict _pd
     cdef object _pt
 
-    @cython.locals(d=dict)
+    @cython.locals(d=dict, pd=dict)
     cpdef bint same(self, conn) except -1
     cdef bint _same_slow(self, conn) except -1
 

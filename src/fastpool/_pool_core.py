@@ -21,7 +21,8 @@ build, ``fastpool._pool_core``), Cython takes its C types from the augmenting
 ``fastpool._pool_core_py``), it takes their twins from ``_core_py.py``.  The
 differential tests run the two builds in lockstep.
 
-Written for both: no ``__slots__`` (Cython's classes have none), list
+Written for both: ``__slots__`` only when run as Python (they list the
+attributes the ``.pxd`` declares; a test holds the two together), list
 comprehensions rather than generator expressions inside methods compiled as C
 functions, and 64-bit arithmetic masked so that Python's integers wrap as C's
 unsigned ones do.  Names cimported from ``_core`` and C-typed constants are not
@@ -139,6 +140,25 @@ _MISSING = object()
 class Entry:
     """One pooled connection and its bookkeeping (created once per connection)."""
 
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = (
+            "check_due",
+            "conn",
+            "created_at",
+            "data",
+            "expires_at",
+            "flagged",
+            "fresh",
+            "last_used",
+            "lent_at",
+            "locks_held",
+            "owner",
+            "serial",
+            "state",
+            "use_limit",
+            "uses",
+        )
+
     def __init__(self, conn: Any, created_at: float, expires_at: float, serial: int, owner: object) -> None:
         self.conn = conn
         self.created_at = created_at
@@ -163,6 +183,9 @@ class Entry:
 class Waiter:
     """A caller queued for a connection; ``handle`` belongs to the shell."""
 
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = ("entry", "error", "handle", "state")
+
     def __init__(self, handle: Any = None) -> None:
         self.handle = handle
         self.entry: Entry | None = None
@@ -181,6 +204,51 @@ def _check_sizes(max_size: int, min_size: int) -> None:
 
 class PoolCore:
     """Non-blocking pool bookkeeping; see the module docstring."""
+
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = (
+            "_cap",
+            "_connecting",
+            "_dead_waiters",
+            "_drain_spread",
+            "_drained_at",
+            "_h_connect",
+            "_h_use",
+            "_h_wait",
+            "_head",
+            "_idle_timeout",
+            "_in_use",
+            "_lifo",
+            "_max_lifetime",
+            "_max_uses",
+            "_n_idle",
+            "_n_waiting",
+            "_ring",
+            "_rng",
+            "_serial",
+            "_verify_after",
+            "_waiters",
+            "closed",
+            "doomed",
+            "keep_idle",
+            "max_size",
+            "max_waiting",
+            "min_size",
+            "n_cancelled",
+            "n_connect_failures",
+            "n_connects",
+            "n_discarded",
+            "n_expired",
+            "n_handoffs",
+            "n_hits",
+            "n_returns",
+            "n_too_many",
+            "n_waits",
+            "paused",
+            "sum_connect",
+            "sum_wait",
+            "usage",
+        )
 
     def __init__(
         self,
@@ -744,20 +812,32 @@ def role_ok(pgconn: Any, role: int) -> bool:
     return bool(ro == (role == ROLE_READ_ONLY))
 
 
-def _dget(d: dict[str, Any], key: str) -> Any:
-    return d.get(key, _MISSING)
-
-
-def _eq(a: Any, b: Any) -> bool:
-    return bool(a is b or a == b)
-
-
 class ClientState:
     """A psycopg connection's client-side settings when it joined the pool.
 
     Also keeps the connection's ``pgconn`` and socket, which do not change
     for its life, so the borrow path need not look them up.
     """
+
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = (
+            "_d",
+            "_pd",
+            "_pt",
+            "autocommit",
+            "cursor_factory",
+            "deferrable",
+            "epoch",
+            "fd",
+            "isolation_level",
+            "notice_handlers",
+            "notify_handlers",
+            "pgconn",
+            "prepare_threshold",
+            "read_only",
+            "role",
+            "row_factory",
+        )
 
     def __init__(self, conn: Any, epoch: int, role: int = ROLE_ANY) -> None:
         self.autocommit = conn._autocommit
@@ -783,25 +863,31 @@ class ClientState:
         if type(d) is dict and type(pd) is dict:
             self._d = d
             self._pd = pd
-            self._pt = _dget(pd, "prepare_threshold")
+            self._pt = pd.get("prepare_threshold", _MISSING)
 
     def same(self, conn: Any) -> bool:
         """True if nothing changed (the common case: no allocation)."""
         d = self._d
-        if d is None or self._pd is None or _dget(self._pd, "prepare_threshold") is not self._pt:
+        pd = self._pd
+        if d is None or pd is None or pd.get("prepare_threshold", _MISSING) is not self._pt:
             return self._same_slow(conn)
-        v = _dget(d, "_autocommit")
-        if v is _MISSING:
+        v = d.get("_autocommit", _MISSING)
+        if v is _MISSING:  # not the layout the snapshot read: ask the connection itself
             return self._same_slow(conn)
-        return (
-            _eq(v, self.autocommit)
-            and _dget(d, "row_factory") is self.row_factory
-            and _eq(_dget(d, "_isolation_level"), self.isolation_level)
-            and _eq(_dget(d, "_read_only"), self.read_only)
-            and _eq(_dget(d, "_deferrable"), self.deferrable)
-            and _dget(d, "cursor_factory") is self.cursor_factory
-            and _dget(d, "_notice_handlers") == self.notice_handlers
-            and _dget(d, "_notify_handlers") == self.notify_handlers
+        # (a key gone from __dict__ reads as _MISSING, which equals nothing: not the same; and
+        # `is` first, which spares the compiled build a rich comparison in the common case)
+        iso = d.get("_isolation_level", _MISSING)
+        ro = d.get("_read_only", _MISSING)
+        dfr = d.get("_deferrable", _MISSING)
+        return bool(
+            (v is self.autocommit or v == self.autocommit)
+            and d.get("row_factory", _MISSING) is self.row_factory
+            and (iso is self.isolation_level or iso == self.isolation_level)
+            and (ro is self.read_only or ro == self.read_only)
+            and (dfr is self.deferrable or dfr == self.deferrable)
+            and d.get("cursor_factory", _MISSING) is self.cursor_factory
+            and d.get("_notice_handlers", _MISSING) == self.notice_handlers
+            and d.get("_notify_handlers", _MISSING) == self.notify_handlers
         )
 
     def _same_slow(self, conn: Any) -> bool:
@@ -912,6 +998,21 @@ def _check_timeout(timeout: Any) -> None:
 class _Path(PathBase):
     """What both borrow paths keep: the pool, its core, the gates, the hooks, and what is lent."""
 
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = (
+            "_core",
+            "_get_mode",
+            "_pool",
+            "_tba",
+            "epoch",
+            "lent",
+            "on_lend",
+            "on_use",
+            "on_wait",
+            "put_mode",
+            "unlent",
+        )
+
     def __init__(
         self, pool_ref: Any, core: PoolCore, driver: Any, get_mode: int, put_mode: int, tba: bool
     ) -> None:
@@ -967,6 +1068,9 @@ class FastPath(_Path):
     options call for) and hands anything else to the pool's Python methods
     (``_admit``, ``_get_slow``, ``_release_block``, ``_close_doomed``).
     """
+
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = ("_lock",)
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
@@ -1050,6 +1154,9 @@ class FastPath(_Path):
 class Borrow:
     """The context manager returned by ``pool.connection()``."""
 
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = ("_entry", "_fp", "_timeout")
+
     def __init__(self, fp: FastPath, timeout: float | None = None) -> None:
         self._fp = fp
         self._timeout = timeout
@@ -1095,6 +1202,9 @@ class AsyncFastPath(_Path):
     awaitable return path.  ``lock`` is accepted for the same signature as
     :class:`FastPath` and not used: the loop serialises every call.
     """
+
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = ("loop",)
 
     def __init__(
         self, pool_ref: Any, core: PoolCore, lock: Any, driver: Any, get_mode: int, put_mode: int, tba: bool
