@@ -347,3 +347,29 @@ def test_drain(core_mod: ModuleType) -> None:
     core.enqueue(w, 3.0)
     connect(core, 3.5, "new")
     assert core.release(w.entry, 4.0) is None and core.idle == 1, "created after the drain: kept"
+
+
+def test_pure_slots_match_the_pxd() -> None:
+    """Run as Python, each class's ``__slots__`` list exactly the attributes ``_pool_core.pxd``
+    declares for its compiled build: an attribute missing from either fails here."""
+    import pathlib
+    import re
+
+    py = load_twin("python")
+    pxd = (pathlib.Path(__file__).parents[1] / "src" / "fastpool" / "_pool_core.pxd").read_text()
+    classes = re.findall(r"^cdef class (\w+)\b[^\n]*\n((?:    .*\n|\n)*)", pxd, re.M)
+    assert {name for name, _ in classes} >= {"Entry", "Waiter", "PoolCore", "ClientState", "FastPath"}
+    for name, body in classes:
+        declared = re.findall(
+            r"^    cdef (?:readonly |public )?(?:[\w.]+ )+?(\w+)(?:\[\d+\])?\s*(?:#.*)?$", body, re.M
+        )
+        cls = getattr(py, name)
+        assert sorted(cls.__dict__["__slots__"]) == sorted(declared), name
+        assert not hasattr(cls(*_ARGS[name](py)) if name in _ARGS else object(), "__dict__"), name
+
+
+_ARGS: dict[str, Any] = {
+    "Entry": lambda m: ("conn", 0.0, 1.0, 1, None),
+    "Waiter": lambda m: (),
+    "PoolCore": lambda m: (2,),
+}
