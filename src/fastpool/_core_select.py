@@ -6,11 +6,11 @@ import prefers); the pure-Python build runs the ``.py`` itself, loaded under
 the name ``fastpool._pool_core_py`` so that both can be loaded in one process
 (the test-suite runs every pool on both).
 
-``FASTPOOL_NO_EXTENSIONS=1`` forces the pure-Python twin, and so does any
+``FASTPOOL_NO_EXTENSIONS=1`` forces the pure-Python build, and so does any
 interpreter other than CPython.  ``FASTPOOL_REQUIRE_EXTENSIONS=1`` turns a
 missing compiled core into an ImportError instead of a fallback.  Everything
 in fastpool reaches the core through :data:`core`; the pools read it when they
-are constructed, so the test-suite can run every pool on both twins.
+are constructed, so the test-suite can run every pool on both builds.
 """
 
 from __future__ import annotations
