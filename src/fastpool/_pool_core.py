@@ -86,9 +86,6 @@ __all__ = [
     "role_ok",
 ]
 
-#: True when this module is the compiled build.
-COMPILED = cython.compiled
-
 INF = float("inf")
 _JITTER = 0.05
 _NO_LIMIT = 1 << 62
@@ -1346,5 +1343,4 @@ if cython.compiled:  # what cimport and C types keep off the module's attributes
         ROLE_READ_ONLY=ROLE_READ_ONLY,
         ROLE_STANDBY=ROLE_STANDBY,
         INF=INF,
-        N_BUCKETS=N_BUCKETS,
     )
