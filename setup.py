@@ -1,10 +1,11 @@
 """Build fastpool, compiling its pool core.
 
-Two extensions: ``fastpool._pool_core``, compiled from the plain Python module
-``src/fastpool/_pool_core.py`` with the C types of ``_pool_core.pxd`` (the same
-file is the pure-Python core), and ``fastpool._core``, from ``_core.pyx``: the
+Three extensions: ``fastpool._core_pool``, compiled from the plain Python module
+``src/fastpool/_core_pool.py`` with the C types of ``_core_pool.pxd`` (the same
+file is the pure-Python core); ``fastpool._core``, from ``_core.pyx``: the
 few parts only C can do (the clock, the socket probe, the mutex, the asyncio
-borrow's ``am_send``).
+borrow's ``am_send``); and the psycopg driver's borrow-path gates,
+``fastpool._drivers.psycopg_gates``, written and compiled like the core.
 
 Environment switches (read at build time):
 
@@ -48,7 +49,7 @@ class OptionalBuildExt(build_ext):
             _say(f"could not compile the core ({exc}); pure-Python build")
         else:
             if self.extensions:
-                _say("accelerated build (compiled core fastpool._pool_core and fastpool._core)")
+                _say("accelerated build (compiled: " + ", ".join(e.name for e in self.extensions) + ")")
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
@@ -57,6 +58,15 @@ class OptionalBuildExt(build_ext):
             if REQUIRE_EXTENSIONS:
                 raise
             _say(f"could not compile {ext.name} ({exc}); pure-Python build")
+
+
+#: What Cython compiles: the C parts, the core, and each driver's borrow-path gates (one .py each,
+#: with the C types of the .pxd beside it; the same file is the pure-Python build).
+COMPILED = [
+    "src/fastpool/_core.pyx",
+    "src/fastpool/_core_pool.py",
+    "src/fastpool/_drivers/psycopg_gates.py",
+]
 
 
 def _extensions() -> list:  # type: ignore[type-arg]
@@ -71,13 +81,13 @@ def _extensions() -> list:  # type: ignore[type-arg]
         _say("Cython is not available: pure-Python build")
         return []
     return cythonize(
-        ["src/fastpool/_core.pyx", "src/fastpool/_pool_core.py"],
+        COMPILED,
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,
             "wraparound": False,
             "cdivision": True,
-            # the C types are _pool_core.pxd's; the module's annotations are for mypy
+            # the C types are the .pxd files'; the modules' annotations are for mypy
             "annotation_typing": False,
         },
         quiet=True,

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from fastpool._bench_shapes import Impl, Unavailable, resolve_dsn
+from fastpool._bench.shapes import Impl, Unavailable, resolve_dsn
 
 from .ratios import name_of, table
 

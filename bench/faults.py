@@ -25,7 +25,7 @@ from tests.conftest import _Throwaway
 from tests.proxy import Proxy
 
 import fastpool
-from fastpool._bench_shapes import resolve_dsn
+from fastpool._bench.shapes import resolve_dsn
 
 
 def _terminate(admin: Any, pid: int) -> None:

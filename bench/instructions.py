@@ -26,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
-from fastpool._bench_shapes import async_pg, resolve_dsn, sync_pg
+from fastpool._bench.shapes import async_pg, resolve_dsn, sync_pg
 
 IMPLS = [
     "floor",

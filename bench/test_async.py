@@ -3,7 +3,7 @@
 Each timed call runs a batch of borrows on one persistent event loop; the ratio
 table reports time per borrow.  asyncpg is measured with its default reset
 query on release (what an asyncpg user gets).  The implementations are the
-shapes of ``fastpool._bench_shapes``.
+shapes of ``fastpool._bench.shapes``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fastpool._bench_shapes import ASYNC, Impl, async_pg
+from fastpool._bench.shapes import ASYNC, Impl, async_pg
 
 from .conftest import built
 

@@ -2,7 +2,7 @@
 
 Run: ``pytest bench/ --benchmark-only --benchmark-group-by=group``; the ratio
 table is printed at the end.  Peers missing from the environment are skipped.
-The implementations are the shapes of ``fastpool._bench_shapes``, as in
+The implementations are the shapes of ``fastpool._bench.shapes``, as in
 ``python -m fastpool bench``.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fastpool._bench_shapes import PLAIN, SYNC, Impl, plain, sync_pg
+from fastpool._bench.shapes import PLAIN, SYNC, Impl, plain, sync_pg
 
 from .conftest import built, in_threads
 

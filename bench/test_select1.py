@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fastpool._bench_shapes import SELECT1, Impl, Unavailable, sync_pg
+from fastpool._bench.shapes import SELECT1, Impl, Unavailable, sync_pg
 
 from .conftest import in_threads
 

@@ -25,17 +25,17 @@ import pytest
 import pytest_asyncio
 
 import fastpool
-from fastpool import _core_select
-from fastpool._bench_shapes import LOCAL_DSN
+from fastpool import _core_build
+from fastpool._bench.shapes import LOCAL_DSN
 
 from .acompat import run_all as run_threads
 from .acompat import wait_until
 from .resources import make
 from .resources_async import ctx, make_async
 
-__all__ = ["ctx", "make", "make_async", "run_threads", "wait_until"]
+__all__ = ["core_config", "ctx", "make", "make_async", "new_core", "run_threads", "wait_until"]
 
-TWINS = ("c", "python")
+BUILDS = ("c", "python")
 
 
 def _flag(name: str) -> bool:
@@ -49,27 +49,45 @@ def compiled_expected() -> bool:
     return _flag("FASTPOOL_REQUIRE_EXTENSIONS") or _flag("CI")
 
 
-def load_twin(name: str) -> ModuleType:
+def load_build(name: str) -> ModuleType:
     """Import a twin of the core, failing (not skipping) if a required one is missing."""
     try:
-        return _core_select.load(name)  # type: ignore[arg-type]
+        return _core_build.load(name)  # type: ignore[arg-type]
     except ImportError as exc:
         if name == "c" and compiled_expected():
             pytest.fail(f"the compiled core should have loaded and did not: {exc}")
         pytest.skip(f"compiled core not built: {exc}")
 
 
-@pytest.fixture(params=TWINS, ids=[f"core={t}" for t in TWINS])
+def core_config(**kw: Any) -> Any:
+    """A validated ``PoolConfig`` from the core's own words (``lifo=False`` for FIFO...); what is
+    not given is off, as the core's own defaults were (no lifetime, idle timeout or check)."""
+    from fastpool._settings import PoolConfig
+
+    lifo = kw.pop("lifo", True)
+    for off in ("max_lifetime", "idle_timeout", "verify_after"):
+        kw.setdefault(off, None)
+    if kw.get("verify_after", 0.0) is None:
+        kw["verify_after"] = 1e12  # (the core's "never"; the pools always have a number)
+    return PoolConfig(queue_mode="lifo" if lifo else "fifo", **kw)
+
+
+def new_core(m: ModuleType, max_size: int = 4, seed: int = 0, **kw: Any) -> Any:
+    """A core of build ``m`` with these options (``PoolCore`` takes a validated config)."""
+    return m.PoolCore(core_config(max_size=max_size, **kw), seed)
+
+
+@pytest.fixture(params=BUILDS, ids=[f"core={t}" for t in BUILDS])
 def core_mod(request: pytest.FixtureRequest) -> ModuleType:
-    """One twin of the core module (the test runs once per twin)."""
-    return load_twin(request.param)
+    """One twin of the core module (the test runs once per build)."""
+    return load_build(request.param)
 
 
-@pytest.fixture(params=TWINS, ids=[f"core={t}" for t in TWINS])
-def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture(params=BUILDS, ids=[f"core={t}" for t in BUILDS])
+def build(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Make the pools built in this test use one twin of the core."""
-    mod = load_twin(request.param)
-    monkeypatch.setattr(_core_select, "core", mod)
+    mod = load_build(request.param)
+    monkeypatch.setattr(_core_build, "core", mod)
     return str(request.param)
 
 
@@ -378,7 +396,7 @@ def backends(admin: psycopg.Connection[Any], app: str) -> set[int]:
 
 
 @pytest.fixture
-def make_pool(twin: str, dsn: str, app_name: str) -> Iterator[Any]:
+def make_pool(build: str, dsn: str, app_name: str) -> Iterator[Any]:
     """Build ``fastpool.Pool`` objects on the test's twin; all are closed at the end."""
     pools: list[fastpool.BasePool[Any]] = []
 
@@ -396,8 +414,8 @@ def make_pool(twin: str, dsn: str, app_name: str) -> Iterator[Any]:
 
 
 @pytest_asyncio.fixture
-async def make_pool_async(twin: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
-    """``await make_pool_async(**options)``: an ``AsyncPool`` on the test's twin, opened unless
+async def make_pool_async(build: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
+    """``await make_pool_async(**options)``: an ``AsyncPool`` on the test's build, opened unless
     ``open=False`` (eagerly, as the threaded ``Pool`` opens in its constructor); all are closed at
     the end."""
     pools: list[fastpool.AsyncPool] = []

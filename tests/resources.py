@@ -89,7 +89,7 @@ def ctx() -> Ctx:
 
 
 @pytest.fixture
-def make(twin: str, ctx: Ctx) -> Iterator[Any]:
+def make(build: str, ctx: Ctx) -> Iterator[Any]:
     """``make(**options)``: a pool of ``Res``, opened unless ``open=False``."""
     pools: list[ResourcePool[Res]] = []
 

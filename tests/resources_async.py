@@ -88,7 +88,7 @@ def ctx() -> Ctx:
 
 
 @pytest_asyncio.fixture
-async def make_async(twin: str, ctx: Ctx) -> AsyncIterator[Any]:
+async def make_async(build: str, ctx: Ctx) -> AsyncIterator[Any]:
     """``await make_async(**options)``: a pool of ``AsyncRes``, opened unless ``open=False``."""
     pools: list[AsyncResourcePool[AsyncRes]] = []
 

@@ -11,7 +11,7 @@ import pytest
 
 import fastpool
 from fastpool import LeadershipLost, LeadershipNotAcquired, advisory_key
-from fastpool._advisory import normalize_key
+from fastpool._surfaces.advisory import normalize_key
 
 
 def test_advisory_key_is_stable_across_processes() -> None:

@@ -1,4 +1,4 @@
-"""The pool core, on both twins (the ``core_mod`` fixture runs each test twice)."""
+"""The pool core, on both builds (the ``core_mod`` fixture runs each test twice)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import load_twin
-
-
-def new_core(m: ModuleType, max_size: int = 4, **kw: Any) -> Any:
-    return m.PoolCore(max_size, **kw)
+from .conftest import core_config, load_build, new_core
 
 
 def connect(core: Any, now: float, conn: Any = None) -> Any:
@@ -187,10 +183,10 @@ def test_misuse_raises(core_mod: ModuleType) -> None:
         a.release(w.entry, 0)  # twice
     with pytest.raises(RuntimeError, match="no connect in progress"):
         a.connect_failed()
-    with pytest.raises(ValueError, match="max_size"):
-        core_mod.PoolCore(0)
+    with pytest.raises(ValueError, match="max_size"):  # the core takes only a validated config
+        core_config(max_size=0)
     with pytest.raises(ValueError, match="min_size"):
-        core_mod.PoolCore(2, 3)
+        core_config(max_size=2, min_size=3)
 
 
 def test_lock_taint_barrier(core_mod: ModuleType) -> None:
@@ -263,12 +259,16 @@ def _instances(mod: ModuleType) -> dict[str, Any]:
         pass
 
     pool = Pool()
-    core = mod.PoolCore(4, 1, 60.0, 30.0, 5.0, True, 8, 7, True, 100)
-    fp = mod.FastPath(weakref.ref(pool), core, mod.Lock(), None, mod.GET_PLAIN, mod.PUT_PLAIN, True)
-    afp = mod.AsyncFastPath(weakref.ref(pool), core, mod.NoLock(), None, mod.GET_PLAIN, mod.PUT_PLAIN, True)
+    cfg = core_config(max_size=4, min_size=1, max_lifetime=60.0, idle_timeout=30.0, verify_after=5.0,
+                      max_waiting=8, max_uses=100)  # fmt: skip
+    core = mod.PoolCore(cfg, 7)
+    gates = mod.Gates()
+    fp = mod.FastPath(weakref.ref(pool), core, mod.Lock(), gates, mod.GET_PLAIN, mod.PUT_PLAIN, True)
+    afp = mod.AsyncFastPath(weakref.ref(pool), core, mod.NoLock(), gates, mod.GET_PLAIN, mod.PUT_PLAIN, True)
     return {
         "Entry": mod.Entry("conn", 1.0, 2.0, 3, core),
-        "Waiter": mod.Waiter("handle"),
+        "Waiter": mod.Waiter("handle", 9.5),
+        "Gates": gates,
         "PoolCore": core,
         "FastPath": fp,
         "AsyncFastPath": afp,
@@ -283,15 +283,15 @@ def _plain(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str, bytes, tuple))
 
 
-def test_twins_have_the_same_public_surface() -> None:
+def test_builds_have_the_same_public_surface() -> None:
     """Every public name of the core, on both builds: the same constants, functions and
     classes, and on an instance of each class the same public attributes, values and methods."""
-    py = load_twin("python")
-    c = load_twin("c")
+    py = load_build("python")
+    c = load_build("c")
     assert sorted(py.__all__) == sorted(c.__all__)
     instances = {"c": _instances(c), "python": _instances(py)}
     classes = {n for n in c.__all__ if isinstance(getattr(c, n), type)}
-    assert classes - {"ClientState"} == set(instances["c"]), "each class has an instance here"
+    assert classes == set(instances["c"]), "each class has an instance here"
     for name in py.__all__:
         a, b = getattr(py, name), getattr(c, name)
         if isinstance(a, (int, float, tuple)):
@@ -305,8 +305,6 @@ def test_twins_have_the_same_public_surface() -> None:
             continue
         if name != "Lock":  # the pure build's is threading.Lock itself
             assert (a.__doc__ or "").split("\n")[0] == (b.__doc__ or "").split("\n")[0], name
-        if name == "ClientState":  # made from a psycopg connection: see test_core_fastpath_differential
-            continue
         ia, ib = instances["python"][name], instances["c"][name]
         pub_a = {n for n in dir(ia) if not n.startswith("_")}
         pub_b = {n for n in dir(ib) if not n.startswith("_")}
@@ -325,10 +323,10 @@ def test_twins_have_the_same_public_surface() -> None:
                 assert va == vb and type(va) is type(vb), (name, attr, va, vb)
 
 
-def test_pure_twin_signatures_are_introspectable() -> None:
-    py = load_twin("python")
+def test_pure_build_signatures_are_introspectable() -> None:
+    py = load_build("python")
     sig = inspect.signature(py.PoolCore)
-    assert list(sig.parameters)[:2] == ["max_size", "min_size"]
+    assert list(sig.parameters) == ["config", "seed"]
     assert math.isinf(py.INF)
 
 
@@ -349,21 +347,89 @@ def test_drain(core_mod: ModuleType) -> None:
     assert core.release(w.entry, 4.0) is None and core.idle == 1, "created after the drain: kept"
 
 
-def test_pure_slots_match_the_pxd() -> None:
-    """Run as Python, each class's ``__slots__`` list exactly the attributes ``_pool_core.pxd``
-    declares for its compiled build: an attribute missing from either fails here."""
+@pytest.mark.parametrize(
+    ("module", "pxd_path", "expected"),
+    [
+        ("fastpool._core_pool", "_core_pool.pxd", {"Entry", "Waiter", "PoolCore", "Gates", "FastPath"}),
+        ("fastpool._drivers.psycopg_gates", "_drivers/psycopg_gates.pxd", {"ClientState", "PsycopgGates"}),
+    ],
+)
+def test_pure_slots_match_the_pxd(module: str, pxd_path: str, expected: set[str]) -> None:
+    """Run as Python, each class's ``__slots__`` list exactly the attributes its ``.pxd``
+    declares for the compiled build: an attribute missing from either fails here."""
     import pathlib
     import re
 
-    py = load_twin("python")
-    pxd = (pathlib.Path(__file__).parents[1] / "src" / "fastpool" / "_pool_core.pxd").read_text()
+    from fastpool import _core_build
+
+    py = _core_build.load_module(module, "python")
+    pxd = (pathlib.Path(__file__).parents[1] / "src" / "fastpool" / pxd_path).read_text()
     classes = re.findall(r"^cdef class (\w+)\b[^\n]*\n((?:    .*\n|\n)*)", pxd, re.M)
-    assert {name for name, _ in classes} >= {"Entry", "Waiter", "PoolCore", "ClientState", "FastPath"}
+    assert {name for name, _ in classes} >= expected
     for name, body in classes:
         declared = re.findall(
             r"^    cdef (?:readonly |public )?(?:[\w.]+ )+?(\w+)(?:\[\d+\])?\s*(?:#.*)?$", body, re.M
         )
         assert sorted(getattr(py, name).__dict__["__slots__"]) == sorted(declared), name
-    for name, obj in _instances(py).items():
-        if name in dict(classes):
-            assert not hasattr(obj, "__dict__"), f"{name}: a base without __slots__"
+    if module == "fastpool._core_pool":
+        for name, obj in _instances(py).items():
+            if name in dict(classes):
+                assert not hasattr(obj, "__dict__"), f"{name}: a base without __slots__"
+
+
+def test_deadlines_expire_in_order_from_one_timer(core_mod: ModuleType) -> None:
+    """The core keeps its waiters by deadline: ``expire`` times out exactly those due, oldest
+    deadline first, and ``next_deadline`` says when to look again (in order or not)."""
+    m = core_mod
+    core = new_core(m, max_size=1)
+    w0 = m.Waiter("a", 1.0)
+    assert core.enqueue(w0, 0.0) == 1
+    connect(core, 0.0)  # w0 served: the pool is full from now on
+    ws = [m.Waiter(i, d) for i, d in enumerate([2.0, 3.0, 3.0, 2.5, 10.0, float("inf")])]
+    for w in ws:
+        assert core.enqueue(w, 0.5) == 0
+    assert core.next_deadline() == 2.0
+    assert core.expire(1.9) == []
+    assert [w.handle for w in core.expire(2.6)] == [0, 3]  # the in-order one, then the late one
+    assert all(w.state == m.WAITER_TIMED_OUT for w in (ws[0], ws[3]))
+    assert core.waiting == 4 and core.next_deadline() == 3.0
+    assert core.cancel_wait(ws[1]) is None  # withdrawn: skipped
+    assert core.next_deadline() == 3.0 and [w.handle for w in core.expire(5.0)] == [2]
+    assert core.next_deadline() == 10.0
+    assert core.stats()["timed_out_waits"] == 3 and core.stats()["cancelled_waits"] == 1
+    assert core.cancel_wait(ws[0], True) is None, "a timed-out waiter has nothing to give back"
+    core.release(w0.entry, 6.0)  # the next live waiter (FIFO) is served, not a timed-out one
+    assert ws[4].state == m.WAITER_SERVED and core.next_deadline() == float("inf")
+    assert core.expire(100.0) == []
+
+
+def test_a_thread_that_times_itself_out_is_counted_as_a_timeout(core_mod: ModuleType) -> None:
+    core = new_core(core_mod, max_size=1)
+    first = core_mod.Waiter()
+    core.enqueue(first, 0.0)
+    connect(core, 0.0)
+    w = core_mod.Waiter()  # no deadline: the core never expires it
+    core.enqueue(w, 0.0)
+    assert core.next_deadline() == float("inf") and core.expire(1e9) == []
+    assert core.cancel_wait(w, True) is None
+    assert w.state == core_mod.WAITER_TIMED_OUT and core.waiting == 0
+    assert core.stats()["timed_out_waits"] == 1 and core.stats()["cancelled_waits"] == 0
+
+
+def test_deadline_bookkeeping_does_not_grow_with_withdrawn_waiters(core_mod: ModuleType) -> None:
+    """Waiters served or withdrawn before their deadline leave the deadline queue as they go:
+    50,000 of them leave no more behind than a few live ones would."""
+    m = core_mod
+    core = new_core(m, max_size=1)
+    first = m.Waiter()
+    core.enqueue(first, 0.0)
+    connect(core, 0.0)
+    for i in range(50_000):
+        w = m.Waiter(i, 10.0 + i * 1e-6)
+        core.enqueue(w, 0.0)
+        core.cancel_wait(w)
+    late = m.Waiter("late", 5.0)  # out of order: the heap
+    core.enqueue(late, 0.0)
+    assert core.waiting == 1 and core.next_deadline() == 5.0
+    assert [w.handle for w in core.expire(6.0)] == ["late"]
+    assert core.close() == [] and core.next_deadline() == float("inf")

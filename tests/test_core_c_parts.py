@@ -1,4 +1,4 @@
-"""What only C does for the core (``fastpool._core``) and its pure-Python twin (``_core_py``).
+"""What only C does for the core (``fastpool._core``) and its pure-Python twin (``_core_pure``).
 
 The same tests run on both: the mutex keeps ``threading.Lock``'s contract, the
 clock is ``time.monotonic``'s, the probe tells readable from idle sockets, and
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from fastpool import _core_py
+from fastpool import _core_pure
 
 from .conftest import compiled_expected
 
@@ -35,15 +35,15 @@ def _compiled_parts() -> ModuleType:
 
 @pytest.fixture(params=["c", "python"], ids=["parts=c", "parts=python"])
 def parts(request: pytest.FixtureRequest) -> ModuleType:
-    """``fastpool._core`` or its twin ``fastpool._core_py`` (the test runs on both)."""
-    return _compiled_parts() if request.param == "c" else _core_py
+    """``fastpool._core`` or its twin ``fastpool._core_pure`` (the test runs on both)."""
+    return _compiled_parts() if request.param == "c" else _core_pure
 
 
 def test_same_public_names() -> None:
     c = _compiled_parts()
-    assert sorted(c.__all__) == sorted(n for n in _core_py.__all__ if n not in ("fd_readable", "now"))
+    assert sorted(c.__all__) == sorted(n for n in _core_pure.__all__ if n not in ("fd_readable", "now"))
     for name in c.__all__:
-        a, b = getattr(c, name), getattr(_core_py, name)
+        a, b = getattr(c, name), getattr(_core_pure, name)
         if not isinstance(a, type):
             assert inspect.cleandoc(a.__doc__ or "") == inspect.cleandoc(b.__doc__ or ""), name
 
@@ -117,13 +117,13 @@ def test_pure_probe_codes() -> None:
     """The pure probe gives the C probe's codes: 0 idle, 1 readable, < 0 invalid."""
     a, b = socket.socketpair()
     try:
-        assert _core_py.fd_readable(a.fileno()) == 0
+        assert _core_pure.fd_readable(a.fileno()) == 0
         b.send(b"x")
-        assert _core_py.fd_readable(a.fileno()) == 1
+        assert _core_pure.fd_readable(a.fileno()) == 1
     finally:
         a.close()
         b.close()
-    assert _core_py.fd_readable(2**30) < 0
+    assert _core_pure.fd_readable(2**30) < 0
 
 
 def test_async_borrow_is_a_finished_awaitable(parts: ModuleType) -> None:
@@ -147,7 +147,7 @@ def test_async_borrow_is_a_finished_awaitable(parts: ModuleType) -> None:
 def test_async_borrow_is_not_a_path(parts: ModuleType) -> None:
     """``PathBase`` is abstract: a borrow on it raises instead of entering."""
     b = parts.AsyncBorrow.__new__(parts.AsyncBorrow)
-    if parts is _core_py:
+    if parts is _core_pure:
         b._fp = parts.PathBase()
         with pytest.raises(NotImplementedError):
             b.__aenter__()

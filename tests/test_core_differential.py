@@ -1,4 +1,4 @@
-"""Differential tests: random operation sequences run on both twins in lockstep.
+"""Differential tests: random operation sequences run on both builds in lockstep.
 
 Every operation's result (projected to serials and waiter ids) and every
 stats snapshot must be identical on the two twins, and the invariants must
@@ -15,15 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import load_twin
+from .conftest import core_config, load_build
 
 
 class Side:
-    """One twin's core plus the test's view of what it handed out."""
+    """One build's core plus the test's view of what it handed out."""
 
-    def __init__(self, mod: Any, **kw: Any) -> None:
+    def __init__(self, mod: Any, seed: int, **kw: Any) -> None:
         self.m = mod
-        self.core = mod.PoolCore(**kw)
+        self.core = mod.PoolCore(core_config(**kw), seed)
         self.in_use: list[Any] = []  # entries the "callers" hold, in the order they got them
         self.waiters: list[Any] = []  # every waiter ever queued, by id = index
         self.pending: list[Any] = []  # served waiters whose caller has not woken yet
@@ -76,17 +76,23 @@ def step(side: Side, op: str, arg: float, now: float) -> Any:
         e = c.acquire(now)
         if e is not None:
             return ("popped", side.take(e))
-        w = side.m.Waiter(len(side.waiters))
+        # a deadline ahead (most alike: in order), or none (a thread times itself out)
+        deadline = now + (0.5 if arg < 0.6 else 3.0 if arg < 0.8 else float("inf"))
+        w = side.m.Waiter(len(side.waiters), deadline)
         side.waiters.append(w)
         return c.enqueue(w, now)
-    if op == "cancel":  # a caller times out: a queued waiter, or a served one not yet woken
+    if op == "expire":  # the pool's deadline timer fires
+        nxt = c.next_deadline()
+        return (nxt, [side.pick_wid(w) for w in c.expire(now)], c.next_deadline())
+    if op in ("cancel", "cancel_timed_out"):  # a caller gives up (cancelled, or its own timed wait
+        # ran out): a queued waiter, or a served one not yet woken
         live = [w for w in side.waiters if w.state == side.m.WAITER_WAITING] + side.pending
         if not live:
             return "skip"
         w = live[int(arg * len(live)) % len(live)]
         if w in side.pending:
             side.pending.remove(w)
-        e = c.cancel_wait(w)
+        e = c.cancel_wait(w, op == "cancel_timed_out")
         if e is None:
             return None
         side.take(e)  # served meanwhile: the caller keeps it
@@ -159,6 +165,8 @@ OPS = [
     ("acquire", 20),
     ("enqueue", 14),
     ("cancel", 6),
+    ("expire", 4),
+    ("cancel_timed_out", 2),
     ("pickup", 12),
     ("connect_done", 14),
     ("connect_failed", 3),
@@ -191,12 +199,12 @@ def run_lockstep(seed: int, n_ops: int = 250) -> None:
         "verify_after": rnd.choice([None, 0.0, 1.0]),
         "lifo": rnd.random() < 0.5,
         "max_waiting": rnd.choice([0, 0, 3]),
-        "seed": rnd.getrandbits(64),
         "max_uses": rnd.choice([0, 0, 3, 20]),
     }
     kw["min_size"] = rnd.randint(0, kw["max_size"])
-    a = Side(load_twin("c"), **kw)
-    b = Side(load_twin("python"), **kw)
+    seed = rnd.getrandbits(64)
+    a = Side(load_build("c"), seed, **kw)
+    b = Side(load_build("python"), seed, **kw)
     names = [o for o, _ in OPS]
     weights = [w for _, w in OPS]
     now = 0.0
@@ -224,29 +232,3 @@ def test_seeded_sequences(block: int) -> None:
 @given(st.integers(min_value=0, max_value=2**63))
 def test_hypothesis_sequences(seed: int) -> None:
     run_lockstep(seed, n_ops=120)
-
-
-class _Reported:
-    """What a server last reported, as psycopg's ``pgconn.parameter_status`` gives it."""
-
-    def __init__(self, hot: bytes | None, read_only: bytes | None) -> None:
-        self._status = {b"in_hot_standby": hot, b"default_transaction_read_only": read_only}
-
-    def parameter_status(self, name: bytes) -> bytes | None:
-        return self._status[name]
-
-
-@pytest.mark.parametrize("hot", [b"on", b"off", None])
-@pytest.mark.parametrize("read_only", [b"on", b"off", None])
-def test_both_twins_judge_the_server_role_alike(hot: bytes | None, read_only: bytes | None) -> None:
-    c, py = load_twin("c"), load_twin("python")
-    pg = _Reported(hot, read_only)
-    expected = {  # libpq's target_session_attrs rules; a server that reports nothing passes
-        py.ROLE_ANY: True,
-        py.ROLE_READ_WRITE: hot is None or (hot == b"off" and read_only != b"on"),
-        py.ROLE_PRIMARY: hot != b"on",
-        py.ROLE_READ_ONLY: hot is None or hot == b"on" or read_only == b"on",
-        py.ROLE_STANDBY: hot is None or hot == b"on",
-    }
-    for role, ok in expected.items():
-        assert c.role_ok(pg, role) is ok and py.role_ok(pg, role) is ok, (role, hot, read_only)

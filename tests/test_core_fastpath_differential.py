@@ -5,25 +5,22 @@ Python (``_admit``, ``_get_slow``, ``_release``, ``_release_block``,
 ``_close_doomed``, ``_not_lent``, and the asyncio pool's awaitable ones);
 random sequences of ``connection()`` blocks, gets, returns, getconn/putconn and
 releases must give the same results, the same calls and the same core counters
-on both builds, for every get and put mode that needs no psycopg connection.
-The psycopg gates (``GET_PROBE``, ``PUT_PSYCOPG``, ``ClientState``) are driven
-on real connections.
+on both builds, for every get and put mode that needs no driver's gates.  The
+psycopg driver's gates are driven on real connections in
+``test_psycopg_gates.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
 import weakref
 from collections.abc import Awaitable
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from .conftest import load_twin
+from .conftest import load_build, new_core
 
 DISCRETE = (
     "size", "idle", "in_use", "waiting", "hits", "handoffs", "waits", "expired", "discarded", "returns",
@@ -82,8 +79,8 @@ def _failed(exc: Exception) -> tuple[str, Any]:
 
 def lockstep_modes(test: Any) -> Any:
     """Run ``test`` for every get mode, put mode and admission verdict the fake pool can give."""
-    test = pytest.mark.parametrize("get_mode", ["GET_PLAIN", "GET_ADMIT"])(test)
-    test = pytest.mark.parametrize("put_mode", ["PUT_PLAIN", "PUT_SLOW"])(test)
+    test = pytest.mark.parametrize("get_mode", ["GET_PLAIN", "GET_ADMIT", "GET_GATE"])(test)
+    test = pytest.mark.parametrize("put_mode", ["PUT_PLAIN", "PUT_SLOW", "PUT_GATE"])(test)
     return pytest.mark.parametrize("admit", [True, False])(test)
 
 
@@ -107,12 +104,12 @@ def _same(a: Any, b: Any, ra: Any, rb: Any, where: str) -> bool:
 
 
 class Side:
-    def __init__(self, twin: str, get_mode: str, put_mode: str, admit: bool, max_size: int) -> None:
-        mod = load_twin(twin)
-        self.core = mod.PoolCore(max_size, 0)
+    def __init__(self, build: str, get_mode: str, put_mode: str, admit: bool, max_size: int) -> None:
+        mod = load_build(build)
+        self.core = new_core(mod, max_size)
         self.pool = FakePool(mod, self.core, admit)
         modes = getattr(mod, get_mode), getattr(mod, put_mode)
-        self.fast = mod.FastPath(weakref.ref(self.pool), self.core, mod.Lock(), None, *modes, True)
+        self.fast = mod.FastPath(weakref.ref(self.pool), self.core, mod.Lock(), mod.Gates(), *modes, True)
         self.held: list[Any] = []  # entries out, by get
         self.lent: list[Any] = []  # connections out, by getconn
 
@@ -154,7 +151,7 @@ class Side:
 
 @lockstep_modes
 def test_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool) -> None:
-    load_twin("c")  # skips when the compiled core is not built (fails when it is required)
+    load_build("c")  # skips when the compiled core is not built (fails when it is required)
     ops = ["get", "getconn", "put", "release_block", "release", "putconn", "take_back_stranger", "borrow"]
     out = 0
     for seed, max_size, steps in _sequences(ops):
@@ -199,13 +196,15 @@ async def _maybe(r: Any) -> Any:
 
 
 class AsyncSide:
-    def __init__(self, twin: str, get_mode: str, put_mode: str, admit: bool, max_size: int) -> None:
-        mod = load_twin(twin)
+    def __init__(self, build: str, get_mode: str, put_mode: str, admit: bool, max_size: int) -> None:
+        mod = load_build(build)
         self.mod = mod
-        self.core = mod.PoolCore(max_size, 0)
+        self.core = new_core(mod, max_size)
         self.pool = FakeAsyncPool(mod, self.core, admit)
         modes = getattr(mod, get_mode), getattr(mod, put_mode)
-        self.fast = mod.AsyncFastPath(weakref.ref(self.pool), self.core, mod.NoLock(), None, *modes, True)
+        self.fast = mod.AsyncFastPath(
+            weakref.ref(self.pool), self.core, mod.NoLock(), mod.Gates(), *modes, True
+        )
         self.held: list[Any] = []
         self.lent: list[Any] = []
 
@@ -254,7 +253,7 @@ class AsyncSide:
 
 @lockstep_modes
 def test_async_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool) -> None:
-    load_twin("c")
+    load_build("c")
     ops = ["bind", "get", "getconn", "put", "release_block", "release", "putconn", "borrow", "reenter"]
 
     async def main() -> int:
@@ -271,108 +270,3 @@ def test_async_fast_paths_in_lockstep(get_mode: str, put_mode: str, admit: bool)
 
 
 # -- the psycopg gates, on real connections ------------------------------------------------------
-
-
-class _Recorder:
-    """What the psycopg fast path calls back into, recorded."""
-
-    def __init__(self, core: Any) -> None:
-        self.core = core
-        self.calls: list[str] = []
-
-    def _release_block(self, e: Any, ok: bool) -> None:
-        self.calls.append("release_block")
-        e.conn.rollback()
-        self.core.release(e, 0.0)
-
-    def _close_doomed(self) -> None:
-        self.calls.append("close_doomed")
-        self.core.take_doomed()
-
-
-def _psycopg_side(twin: str, dsn: str, app: str) -> tuple[Any, Any, Any, Any]:
-    mod = load_twin(twin)
-    conn = psycopg.connect(dsn, application_name=app)
-    core = mod.PoolCore(1, 0)
-    pool = _Recorder(core)
-    fast = mod.FastPath(weakref.ref(pool), core, mod.Lock(), None, mod.GET_PROBE, mod.PUT_PSYCOPG, True)
-    assert core.add_connects(1) == 1
-    core.connect_done(conn, 0.0, mod.ClientState(conn, 0, mod.ROLE_ANY))
-    return mod, conn, pool, fast
-
-
-def _tweaks() -> list[tuple[str, Any, Any]]:
-    """(what, change, undo) on a connection: every client setting the return path must notice."""
-
-    def noticer(diag: Any) -> None:
-        pass
-
-    return [
-        ("autocommit", lambda c: setattr(c, "autocommit", True), lambda c: setattr(c, "autocommit", False)),
-        ("read_only", lambda c: setattr(c, "read_only", True), lambda c: setattr(c, "read_only", None)),
-        ("deferrable", lambda c: setattr(c, "deferrable", True), lambda c: setattr(c, "deferrable", None)),
-        (
-            "isolation_level",
-            lambda c: setattr(c, "isolation_level", psycopg.IsolationLevel.SERIALIZABLE),
-            lambda c: setattr(c, "isolation_level", None),
-        ),
-        ("row_factory", lambda c: setattr(c, "row_factory", dict_row), None),
-        ("cursor_factory", lambda c: setattr(c, "cursor_factory", psycopg.ClientCursor), None),
-        ("prepare_threshold", lambda c: setattr(c, "prepare_threshold", None), None),
-        (
-            "notice handler",
-            lambda c: c.add_notice_handler(noticer),
-            lambda c: c.remove_notice_handler(noticer),
-        ),
-        ("transaction", lambda c: c.execute("SELECT 1"), lambda c: c.rollback()),
-    ]
-
-
-def _drive_psycopg_gates(twin: str, dsn: str, app: str, admin: psycopg.Connection[Any]) -> list[Any]:
-    """What one build's psycopg fast path decides: per tweak, the calls to the pool when the
-    changed connection comes back, then when the undone one does; then the probe's verdict
-    on a connection whose backend was terminated."""
-    out: list[Any] = []
-    for what, change, undo in _tweaks():
-        mod, conn, pool, fast = _psycopg_side(twin, dsn, app)
-        try:
-            with fast.connection(None) as got:
-                assert got is conn
-                assert mod.ClientState(conn, 0).same(conn), "a fresh snapshot matches"
-                change(conn)
-            changed, pool.calls = pool.calls, []
-            restored = None
-            if undo is not None:
-                with fast.connection(None):
-                    undo(conn)
-                restored = pool.calls
-            out.append((what, changed, restored))
-        finally:
-            conn.close()
-    mod, conn, pool, fast = _psycopg_side(twin, dsn, app)
-    try:
-        e = pool.core.acquire(1.0)
-        out.append(("live", fast.ready(e, 1.0)))
-        pool.core.release(e, 1.0)
-        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        for _ in range(500):  # the backend's goodbye reaches the socket
-            if mod.readable(conn.pgconn.socket):
-                break
-            time.sleep(0.01)
-        e = pool.core.acquire(2.0)
-        out.append(("terminated", fast.ready(e, 2.0)))
-    finally:
-        conn.close()
-    return out
-
-
-@pytest.mark.db
-def test_psycopg_gates_in_lockstep(dsn: str, admin: psycopg.Connection[Any], app_name: str) -> None:
-    """GET_PROBE/PUT_PSYCOPG and ClientState decide alike on both builds, on real connections."""
-    load_twin("c")
-    got = {t: _drive_psycopg_gates(t, dsn, app_name, admin) for t in ("c", "python")}
-    assert got["c"] == got["python"]
-    for what, changed, restored in got["c"][:-2]:
-        assert changed == ["release_block"], f"a changed {what} must take the pool's return path"
-        assert restored in (None, []), f"{what} undone: straight back again"
-    assert got["c"][-2:] == [("live", True), ("terminated", False)]

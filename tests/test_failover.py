@@ -69,7 +69,7 @@ def writer(pool: Any, log: Log, stop: Any, timeout: float) -> None:
 
 
 @pytest.mark.parametrize("callers", [4, 16])
-def test_read_write_pool_follows_the_promotion(twin: str, replicated: Any, callers: int) -> None:
+def test_read_write_pool_follows_the_promotion(build: str, replicated: Any, callers: int) -> None:
     primary, standby = replicated
     with psycopg.connect(primary.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE t (id serial PRIMARY KEY, v text)")
@@ -121,7 +121,7 @@ def test_read_write_pool_follows_the_promotion(twin: str, replicated: Any, calle
 
 
 @pytest.mark.parametrize("target", ["standby", "read-only"])
-def test_standby_pool_drops_a_promoted_server(twin: str, replicated: Any, target: str) -> None:
+def test_standby_pool_drops_a_promoted_server(build: str, replicated: Any, target: str) -> None:
     primary, standby = replicated
     conninfo = multi_host(primary, standby, target=target)
     pool = Pool(conninfo, min_size=2, max_size=2, recycle=Recycle.VERIFIED, open=False)
@@ -151,7 +151,7 @@ def test_standby_pool_drops_a_promoted_server(twin: str, replicated: Any, target
 
 @pytest.mark.parametrize("recycle", [Recycle.FAST, Recycle.VERIFIED], ids=lambda r: r.name)
 def test_a_connection_promoted_while_borrowed_is_not_handed_to_a_waiter(
-    twin: str, replicated: Any, recycle: Recycle
+    build: str, replicated: Any, recycle: Recycle
 ) -> None:
     primary, standby = replicated
     pool = Pool(
@@ -184,7 +184,7 @@ def test_a_connection_promoted_while_borrowed_is_not_handed_to_a_waiter(
         pool.close()
 
 
-def test_read_write_pool_drops_a_server_turned_read_only(twin: str, own_cluster: Any) -> None:
+def test_read_write_pool_drops_a_server_turned_read_only(build: str, own_cluster: Any) -> None:
     conninfo = f"{own_cluster.dsn} target_session_attrs=read-write"
     pool = Pool(conninfo, min_size=2, max_size=2, recycle=Recycle.VERIFIED, open=False)
     pool.open(wait=True)

@@ -67,7 +67,7 @@ async def writer_async(pool: Any, log: Log, stop: Any, timeout: float) -> None:
 
 
 @pytest.mark.parametrize("callers", [4, 16])
-async def test_read_write_pool_follows_the_promotion(twin: str, replicated: Any, callers: int) -> None:
+async def test_read_write_pool_follows_the_promotion(build: str, replicated: Any, callers: int) -> None:
     primary, standby = replicated
     with psycopg.connect(primary.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE t (id serial PRIMARY KEY, v text)")
@@ -119,7 +119,7 @@ async def test_read_write_pool_follows_the_promotion(twin: str, replicated: Any,
 
 
 @pytest.mark.parametrize("target", ["standby", "read-only"])
-async def test_standby_pool_drops_a_promoted_server(twin: str, replicated: Any, target: str) -> None:
+async def test_standby_pool_drops_a_promoted_server(build: str, replicated: Any, target: str) -> None:
     primary, standby = replicated
     conninfo = multi_host(primary, standby, target=target)
     pool = AsyncPool(conninfo, min_size=2, max_size=2, recycle=Recycle.VERIFIED, open=False)
@@ -149,7 +149,7 @@ async def test_standby_pool_drops_a_promoted_server(twin: str, replicated: Any, 
 
 @pytest.mark.parametrize("recycle", [Recycle.FAST, Recycle.VERIFIED], ids=lambda r: r.name)
 async def test_a_connection_promoted_while_borrowed_is_not_handed_to_a_waiter(
-    twin: str, replicated: Any, recycle: Recycle
+    build: str, replicated: Any, recycle: Recycle
 ) -> None:
     primary, standby = replicated
     pool = AsyncPool(
@@ -182,7 +182,7 @@ async def test_a_connection_promoted_while_borrowed_is_not_handed_to_a_waiter(
         await pool.close()
 
 
-async def test_read_write_pool_drops_a_server_turned_read_only(twin: str, own_cluster: Any) -> None:
+async def test_read_write_pool_drops_a_server_turned_read_only(build: str, own_cluster: Any) -> None:
     conninfo = f"{own_cluster.dsn} target_session_attrs=read-write"
     pool = AsyncPool(conninfo, min_size=2, max_size=2, recycle=Recycle.VERIFIED, open=False)
     await pool.open(wait=True)

@@ -123,7 +123,7 @@ def test_partition_does_not_hold_up_close(make_pool: Any, proxy: Proxy) -> None:
 # -- the server down: fail fast, then recover with no user action -------------------------------
 
 
-def test_breaker_fails_fast_while_down_and_recovers(twin: str, own_cluster: Any) -> None:
+def test_breaker_fails_fast_while_down_and_recovers(build: str, own_cluster: Any) -> None:
     port = str(conninfo_to_dict(own_cluster.dsn)["port"])
     pool = Pool(own_cluster.dsn, min_size=0, max_size=2, fail_fast_after=1.0, acquire_timeout=10)
     try:
@@ -175,7 +175,9 @@ def test_breaker_fails_fast_while_down_and_recovers(twin: str, own_cluster: Any)
         ("port=notaport", "notaport"),
     ],
 )
-def test_permanent_errors_fail_the_first_acquirer_at_once(twin: str, dsn: str, extra: str, says: str) -> None:
+def test_permanent_errors_fail_the_first_acquirer_at_once(
+    build: str, dsn: str, extra: str, says: str
+) -> None:
     pool = Pool(f"{dsn} {extra}", open=False, acquire_timeout=10)
     try:
         t0 = time.monotonic()

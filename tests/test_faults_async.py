@@ -140,7 +140,7 @@ async def test_cancelled_acquire_under_partition_returns_at_once(make_pool_async
 # -- the server down: fail fast, then recover with no user action -------------------------------
 
 
-async def test_breaker_fails_fast_while_down_and_recovers(twin: str, own_cluster: Any) -> None:
+async def test_breaker_fails_fast_while_down_and_recovers(build: str, own_cluster: Any) -> None:
     port = str(conninfo_to_dict(own_cluster.dsn)["port"])
     pool = AsyncPool(own_cluster.dsn, min_size=0, max_size=2, fail_fast_after=1.0, acquire_timeout=10)
     try:
@@ -193,7 +193,7 @@ async def test_breaker_fails_fast_while_down_and_recovers(twin: str, own_cluster
     ],
 )
 async def test_permanent_errors_fail_the_first_acquirer_at_once(
-    twin: str, dsn: str, extra: str, says: str
+    build: str, dsn: str, extra: str, says: str
 ) -> None:
     pool = AsyncPool(f"{dsn} {extra}", open=False, acquire_timeout=10)
     try:

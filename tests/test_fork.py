@@ -130,7 +130,7 @@ def test_fork_inside_a_borrow(make_pool: Any) -> None:
     assert pool.stats()["in_use"] == 0
 
 
-def test_asyncio_pool_across_a_fork(twin: str, dsn: str, app_name: str, admin: Any) -> None:
+def test_asyncio_pool_across_a_fork(build: str, dsn: str, app_name: str, admin: Any) -> None:
     loop = asyncio.new_event_loop()
     pool = fastpool.AsyncPool(dsn, min_size=1, max_size=2, kwargs={"application_name": app_name})
 

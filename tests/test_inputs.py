@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import fastpool
 from fastpool import ConnectionPool, Pool, PoolTimeout, ResourcePool
-from fastpool._psycopg_base import endpoints
+from fastpool._drivers.psycopg_base import endpoints
 
 from .resources import Ctx, Res
 
@@ -42,7 +42,7 @@ def chain_text(exc: BaseException | None) -> str:
         f"host=127.0.0.1 port=1 password='{SECRET} x' dbname='unterminated",
     ],
 )
-def test_no_password_in_conninfo_errors(twin: str, conninfo: str, caplog: Any) -> None:
+def test_no_password_in_conninfo_errors(build: str, conninfo: str, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="fastpool")
     with pytest.raises((ValueError, psycopg.Error)) as ei:
         Pool(conninfo, open=False)
@@ -60,7 +60,7 @@ def test_no_password_in_conninfo_errors(twin: str, conninfo: str, caplog: Any) -
         f"host=127.0.0.1 port=1 user=postgres password={SECRET}",
     ],
 )
-def test_no_password_in_runtime_errors_reprs_and_logs(twin: str, conninfo: str, caplog: Any) -> None:
+def test_no_password_in_runtime_errors_reprs_and_logs(build: str, conninfo: str, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="fastpool")
     pool = Pool(conninfo, open=False, acquire_timeout=1, fail_fast_after=0.3)
     try:
@@ -99,13 +99,13 @@ def test_no_password_in_runtime_errors_reprs_and_logs(twin: str, conninfo: str, 
     ],
 )
 def test_pool_options_are_checked_at_construction(
-    twin: str, kw: dict[str, Any], exc: type, match: str
+    build: str, kw: dict[str, Any], exc: type, match: str
 ) -> None:
     with pytest.raises(exc, match=match):
         Pool("host=127.0.0.1 port=1 dbname=x user=x", **kw)
 
 
-def test_target_session_attrs_is_checked_at_construction(twin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_target_session_attrs_is_checked_at_construction(build: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="target_session_attrs must be one of"):
         Pool("host=127.0.0.1 port=1 dbname=x user=x target_session_attrs=master", open=False)
     with pytest.raises(ValueError, match="target_session_attrs"):
@@ -129,13 +129,13 @@ def test_a_multi_host_conninfo_names_every_server(conninfo: str, where: str) -> 
     assert endpoints(conninfo_to_dict(conninfo)) == where
 
 
-def test_connect_errors_name_every_server(twin: str) -> None:
+def test_connect_errors_name_every_server(build: str) -> None:
     pool = Pool("host=127.0.0.1,127.0.0.1 port=1,2 dbname=x user=x", open=False)
     with pytest.raises(PoolTimeout, match=r"127\.0\.0\.1:1,127\.0\.0\.1:2"):
         pool.open(wait=True, timeout=0.5)
 
 
-def test_a_huge_max_size_allocates_by_use(twin: str) -> None:
+def test_a_huge_max_size_allocates_by_use(build: str) -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -164,7 +164,7 @@ def test_a_huge_max_size_allocates_by_use(twin: str) -> None:
     ],
 )
 def test_psycopg_pool_parameters_are_checked_under_their_names(
-    twin: str, kw: dict[str, Any], exc: type, match: str
+    build: str, kw: dict[str, Any], exc: type, match: str
 ) -> None:
     kw.setdefault("open", False)
     with pytest.raises(exc, match=match):
@@ -181,7 +181,7 @@ def test_psycopg_pool_parameters_are_checked_under_their_names(
         (True, TypeError),
     ],
 )
-def test_per_call_timeout_is_checked_on_the_fast_path(twin: str, timeout: Any, exc: type) -> None:
+def test_per_call_timeout_is_checked_on_the_fast_path(build: str, timeout: Any, exc: type) -> None:
     pool = ResourcePool(Res, Ctx(), max_size=1, min_size=1)
     try:
         with pool.connection():

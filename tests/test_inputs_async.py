@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import fastpool
 from fastpool import AsyncConnectionPool, AsyncPool, AsyncResourcePool, PoolTimeout
-from fastpool._psycopg_base import endpoints
+from fastpool._drivers.psycopg_base import endpoints
 
 from .acompat import skip_sync
 from .resources_async import AsyncRes, Ctx
@@ -41,7 +41,7 @@ def chain_text(exc: BaseException | None) -> str:
         f"host=127.0.0.1 port=1 password='{SECRET} x' dbname='unterminated",
     ],
 )
-async def test_no_password_in_conninfo_errors(twin: str, conninfo: str, caplog: Any) -> None:
+async def test_no_password_in_conninfo_errors(build: str, conninfo: str, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="fastpool")
     with pytest.raises((ValueError, psycopg.Error)) as ei:
         AsyncPool(conninfo, open=False)
@@ -59,7 +59,7 @@ async def test_no_password_in_conninfo_errors(twin: str, conninfo: str, caplog: 
         f"host=127.0.0.1 port=1 user=postgres password={SECRET}",
     ],
 )
-async def test_no_password_in_runtime_errors_reprs_and_logs(twin: str, conninfo: str, caplog: Any) -> None:
+async def test_no_password_in_runtime_errors_reprs_and_logs(build: str, conninfo: str, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="fastpool")
     pool = AsyncPool(conninfo, open=False, acquire_timeout=1, fail_fast_after=0.3)
     try:
@@ -98,14 +98,14 @@ async def test_no_password_in_runtime_errors_reprs_and_logs(twin: str, conninfo:
     ],
 )
 async def test_pool_options_are_checked_at_construction(
-    twin: str, kw: dict[str, Any], exc: type, match: str
+    build: str, kw: dict[str, Any], exc: type, match: str
 ) -> None:
     with pytest.raises(exc, match=match):
         AsyncPool("host=127.0.0.1 port=1 dbname=x user=x", **kw)
 
 
 async def test_target_session_attrs_is_checked_at_construction(
-    twin: str, monkeypatch: pytest.MonkeyPatch
+    build: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(ValueError, match="target_session_attrs must be one of"):
         AsyncPool("host=127.0.0.1 port=1 dbname=x user=x target_session_attrs=master", open=False)
@@ -130,19 +130,19 @@ async def test_a_multi_host_conninfo_names_every_server(conninfo: str, where: st
     assert endpoints(conninfo_to_dict(conninfo)) == where
 
 
-async def test_connect_errors_name_every_server(twin: str) -> None:
+async def test_connect_errors_name_every_server(build: str) -> None:
     pool = AsyncPool("host=127.0.0.1,127.0.0.1 port=1,2 dbname=x user=x", open=False)
     with pytest.raises(PoolTimeout, match=r"127\.0\.0\.1:1,127\.0\.0\.1:2"):
         await pool.open(wait=True, timeout=0.5)
 
 
 @skip_sync
-async def test_the_other_kind_of_connection_class_is_refused(twin: str) -> None:
+async def test_the_other_kind_of_connection_class_is_refused(build: str) -> None:
     with pytest.raises(TypeError, match="connection_class"):
         AsyncPool("host=127.0.0.1 port=1 dbname=x user=x", connection_class=psycopg.Connection)
 
 
-async def test_a_huge_max_size_allocates_by_use(twin: str) -> None:
+async def test_a_huge_max_size_allocates_by_use(build: str) -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -171,7 +171,7 @@ async def test_a_huge_max_size_allocates_by_use(twin: str) -> None:
     ],
 )
 async def test_psycopg_pool_parameters_are_checked_under_their_names(
-    twin: str, kw: dict[str, Any], exc: type, match: str
+    build: str, kw: dict[str, Any], exc: type, match: str
 ) -> None:
     kw.setdefault("open", False)
     with pytest.raises(exc, match=match):
@@ -188,7 +188,7 @@ async def test_psycopg_pool_parameters_are_checked_under_their_names(
         (True, TypeError),
     ],
 )
-async def test_per_call_timeout_is_checked_on_the_fast_path(twin: str, timeout: Any, exc: type) -> None:
+async def test_per_call_timeout_is_checked_on_the_fast_path(build: str, timeout: Any, exc: type) -> None:
     pool = AsyncResourcePool(AsyncRes, Ctx(), max_size=1, min_size=1)
     try:
         async with pool.connection():

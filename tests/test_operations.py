@@ -59,7 +59,7 @@ def test_leak_timeout_covers_connection_blocks(make: Any, caplog: pytest.LogCapt
 def test_leak_tracking_is_off_by_default(make: Any) -> None:
     pool = make(max_size=1)
     conn = pool.getconn()
-    assert (pool._lent_stacks == {} and pool._reap_interval is None) or pool._reap_interval >= 0.5
+    assert (pool._leaks is None and pool._reap_interval is None) or pool._reap_interval >= 0.5
     pool.putconn(conn)
     assert pool.stats()["leaks"] == 0
 

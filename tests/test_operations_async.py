@@ -61,7 +61,7 @@ async def test_leak_timeout_covers_connection_blocks(
 async def test_leak_tracking_is_off_by_default(make_async: Any) -> None:
     pool = await make_async(max_size=1)
     conn = await pool.getconn()
-    assert (pool._lent_stacks == {} and pool._reap_interval is None) or pool._reap_interval >= 0.5
+    assert (pool._leaks is None and pool._reap_interval is None) or pool._reap_interval >= 0.5
     await pool.putconn(conn)
     assert pool.stats()["leaks"] == 0
 

@@ -50,7 +50,7 @@ def workload(pool: Any) -> list[BaseException]:
     return errors
 
 
-def test_transaction_pooling_through_pgbouncer(twin: str, pgbouncer: Any) -> None:
+def test_transaction_pooling_through_pgbouncer(build: str, pgbouncer: Any) -> None:
     pool = Pool(pgbouncer.dsn, max_size=8, transaction_pooling=True, open=False)
     try:
         assert pool.transaction_pooling
@@ -63,7 +63,7 @@ def test_transaction_pooling_through_pgbouncer(twin: str, pgbouncer: Any) -> Non
         pool.close()
 
 
-def test_without_it_prepared_statements_break(twin: str, pgbouncer: Any) -> None:
+def test_without_it_prepared_statements_break(build: str, pgbouncer: Any) -> None:
     # the control: the same workload without transaction_pooling fails on PgBouncer
     pool = Pool(pgbouncer.dsn, max_size=8, open=False)
     try:
@@ -73,13 +73,13 @@ def test_without_it_prepared_statements_break(twin: str, pgbouncer: Any) -> None
         pool.close()
 
 
-def test_psycopg_pool_surface_with_transaction_pooling(twin: str, pgbouncer: Any) -> None:
+def test_psycopg_pool_surface_with_transaction_pooling(build: str, pgbouncer: Any) -> None:
     with ConnectionPool(pgbouncer.dsn, min_size=2, transaction_pooling=True, open=False) as pool:
         errors = workload(pool)
         assert not errors, errors[:3]
 
 
-def test_what_needs_a_session_is_refused(twin: str, pgbouncer: Any) -> None:
+def test_what_needs_a_session_is_refused(build: str, pgbouncer: Any) -> None:
     pool = Pool(pgbouncer.dsn, max_size=2, transaction_pooling=True, open=False)
     try:
         for attempt in (

@@ -51,7 +51,7 @@ async def workload(pool: Any) -> list[BaseException]:
     return errors
 
 
-async def test_transaction_pooling_through_pgbouncer(twin: str, pgbouncer: Any) -> None:
+async def test_transaction_pooling_through_pgbouncer(build: str, pgbouncer: Any) -> None:
     pool = AsyncPool(pgbouncer.dsn, max_size=8, transaction_pooling=True, open=False)
     try:
         assert pool.transaction_pooling
@@ -64,7 +64,7 @@ async def test_transaction_pooling_through_pgbouncer(twin: str, pgbouncer: Any) 
         await pool.close()
 
 
-async def test_without_it_prepared_statements_break(twin: str, pgbouncer: Any) -> None:
+async def test_without_it_prepared_statements_break(build: str, pgbouncer: Any) -> None:
     # the control: the same workload without transaction_pooling fails on PgBouncer
     pool = AsyncPool(pgbouncer.dsn, max_size=8, open=False)
     try:
@@ -74,13 +74,13 @@ async def test_without_it_prepared_statements_break(twin: str, pgbouncer: Any) -
         await pool.close()
 
 
-async def test_psycopg_pool_surface_with_transaction_pooling(twin: str, pgbouncer: Any) -> None:
+async def test_psycopg_pool_surface_with_transaction_pooling(build: str, pgbouncer: Any) -> None:
     async with AsyncConnectionPool(pgbouncer.dsn, min_size=2, transaction_pooling=True, open=False) as pool:
         errors = await workload(pool)
         assert not errors, errors[:3]
 
 
-async def test_what_needs_a_session_is_refused(twin: str, pgbouncer: Any) -> None:
+async def test_what_needs_a_session_is_refused(build: str, pgbouncer: Any) -> None:
     pool = AsyncPool(pgbouncer.dsn, max_size=2, transaction_pooling=True, open=False)
     try:
         for attempt in (

@@ -96,7 +96,7 @@ def test_deadline_when_exhausted(make_pool: Any) -> None:
     assert isinstance(PoolTimeout("x"), psycopg.OperationalError)
 
 
-def test_deadline_with_a_server_that_never_answers(twin: str) -> None:
+def test_deadline_with_a_server_that_never_answers(build: str) -> None:
     # a listener that accepts and never answers; the acquire deadline wins
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -285,7 +285,7 @@ def test_top_up_after_every_backend_is_terminated(make_pool: Any, admin: Any, ap
     assert s["size"] == 2
 
 
-def test_unreachable_eager_open_names_host_never_password(twin: str, caplog: Any) -> None:
+def test_unreachable_eager_open_names_host_never_password(build: str, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="fastpool")
     dsn = "host=127.0.0.1 port=1 dbname=test user=postgres password=s3cret"
     t0 = time.monotonic()
@@ -305,7 +305,7 @@ def test_unreachable_eager_open_names_host_never_password(twin: str, caplog: Any
     assert "127.0.0.1:1" in caplog.text
 
 
-def test_bad_database_fails_fast_with_the_server_error(twin: str) -> None:
+def test_bad_database_fails_fast_with_the_server_error(build: str) -> None:
     t0 = time.monotonic()
     with pytest.raises(psycopg.OperationalError, match="does not exist"):
         fastpool.Pool.connect("host=127.0.0.1 dbname=fastpool_no_such_db user=postgres", acquire_timeout=10)
@@ -393,7 +393,7 @@ def test_backend_killed_while_borrowed(make_pool: Any, admin: Any) -> None:
     assert s["discarded"] >= 1 and s["size"] == 1
 
 
-def test_pool_options_connect(twin: str, dsn: str, app_name: str, admin: Any) -> None:
+def test_pool_options_connect(build: str, dsn: str, app_name: str, admin: Any) -> None:
     opts = fastpool.PoolOptions(max_connections=3, min_connections=2, acquire_timeout=5)
     # A lazy pool may fill min_connections in the background: it gets a name of its own.
     lazy_kwargs = {"application_name": app_name + "-lazy"}
@@ -457,7 +457,7 @@ def test_fast_borrow_path_shapes(make_pool: Any) -> None:
     assert s["in_use"] == 0 and s["idle"] == 2
 
 
-def test_server_restart(twin: str, own_cluster: Any) -> None:
+def test_server_restart(build: str, own_cluster: Any) -> None:
     # after a restart no borrower is handed a dead connection, and the size recovers
     pool = fastpool.Pool(own_cluster.dsn, min_size=2, max_size=4, acquire_timeout=15, idle_timeout=1.0)
     try:

@@ -95,7 +95,7 @@ async def test_deadline_when_exhausted(make_pool_async: Any) -> None:
     assert isinstance(PoolTimeout("x"), psycopg.OperationalError)
 
 
-async def test_deadline_with_a_server_that_never_answers(twin: str) -> None:
+async def test_deadline_with_a_server_that_never_answers(build: str) -> None:
     # a listener that accepts and never answers; the acquire deadline wins
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -288,7 +288,7 @@ async def test_top_up_after_every_backend_is_terminated(
     assert s["size"] == 2
 
 
-async def test_unreachable_eager_open_names_host_never_password(twin: str, caplog: Any) -> None:
+async def test_unreachable_eager_open_names_host_never_password(build: str, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="fastpool")
     dsn = "host=127.0.0.1 port=1 dbname=test user=postgres password=s3cret"
     t0 = time.monotonic()
@@ -308,7 +308,7 @@ async def test_unreachable_eager_open_names_host_never_password(twin: str, caplo
     assert "127.0.0.1:1" in caplog.text
 
 
-async def test_bad_database_fails_fast_with_the_server_error(twin: str) -> None:
+async def test_bad_database_fails_fast_with_the_server_error(build: str) -> None:
     t0 = time.monotonic()
     with pytest.raises(psycopg.OperationalError, match="does not exist"):
         await fastpool.AsyncPool.connect(
@@ -400,7 +400,7 @@ async def test_backend_killed_while_borrowed(make_pool_async: Any, admin: Any) -
     assert s["discarded"] >= 1 and s["size"] == 1
 
 
-async def test_pool_options_connect(twin: str, dsn: str, app_name: str, admin: Any) -> None:
+async def test_pool_options_connect(build: str, dsn: str, app_name: str, admin: Any) -> None:
     opts = fastpool.PoolOptions(max_connections=3, min_connections=2, acquire_timeout=5)
     # A lazy pool may fill min_connections in the background: it gets a name of its own.
     lazy_kwargs = {"application_name": app_name + "-lazy"}
@@ -468,7 +468,7 @@ async def test_fast_borrow_path_shapes(make_pool_async: Any) -> None:
     assert s["in_use"] == 0 and s["idle"] == 2
 
 
-async def test_server_restart(twin: str, own_cluster: Any) -> None:
+async def test_server_restart(build: str, own_cluster: Any) -> None:
     # after a restart no borrower is handed a dead connection, and the size recovers
     pool = fastpool.AsyncPool(own_cluster.dsn, min_size=2, max_size=4, acquire_timeout=15, idle_timeout=1.0)
     try:

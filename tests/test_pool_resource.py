@@ -27,10 +27,11 @@ from .conftest import check_invariants
 from .resources import Ctx, Interrupted, Res
 
 
-def test_implementation_follows_the_twin(twin: str, make: Any) -> None:
+def test_implementation_follows_the_twin(build: str, make: Any) -> None:
     pool = make(max_size=1)
     assert (
-        type(pool._core).__module__ == {"c": "fastpool._pool_core", "python": "fastpool._pool_core_py"}[twin]
+        type(pool._core).__module__
+        == {"c": "fastpool._core_pool", "python": "fastpool._core_pool_pure"}[build]
     )
 
 
@@ -526,7 +527,7 @@ def test_max_lifetime_replaces_idle_and_closes_on_return(make: Any) -> None:
     ],
 )
 def test_invalid_options_name_the_option(
-    twin: str, ctx: Ctx, kw: dict[str, Any], match: str, exc: type
+    build: str, ctx: Ctx, kw: dict[str, Any], match: str, exc: type
 ) -> None:
     with pytest.raises(exc, match=match):
         ResourcePool(Res, ctx, **kw)

@@ -27,10 +27,11 @@ from .conftest import check_invariants
 from .resources_async import AsyncRes, Ctx, Interrupted
 
 
-async def test_implementation_follows_the_twin(twin: str, make_async: Any) -> None:
+async def test_implementation_follows_the_twin(build: str, make_async: Any) -> None:
     pool = await make_async(max_size=1)
     assert (
-        type(pool._core).__module__ == {"c": "fastpool._pool_core", "python": "fastpool._pool_core_py"}[twin]
+        type(pool._core).__module__
+        == {"c": "fastpool._core_pool", "python": "fastpool._core_pool_pure"}[build]
     )
 
 
@@ -552,7 +553,7 @@ async def test_max_lifetime_replaces_idle_and_closes_on_return(make_async: Any) 
     ],
 )
 async def test_invalid_options_name_the_option(
-    twin: str, ctx: Ctx, kw: dict[str, Any], match: str, exc: type
+    build: str, ctx: Ctx, kw: dict[str, Any], match: str, exc: type
 ) -> None:
     with pytest.raises(exc, match=match):
         AsyncResourcePool(AsyncRes, ctx, **kw)
@@ -572,7 +573,7 @@ async def test_fifo_queue_mode_rotates(make_async: Any) -> None:
 
 
 @skip_sync
-async def test_created_outside_a_loop_and_wrong_loop(twin: str, ctx: Ctx) -> None:
+async def test_created_outside_a_loop_and_wrong_loop(build: str, ctx: Ctx) -> None:
     box: dict[str, Any] = {}
 
     def other_thread() -> None:

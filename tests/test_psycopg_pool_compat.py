@@ -20,10 +20,10 @@ import psycopg
 import pytest
 
 import fastpool
-from fastpool import _core_select
+from fastpool import _core_build
 
 from .acompat import gather, sleep, spawn, wait_until
-from .conftest import backends, check_invariants, load_twin
+from .conftest import backends, check_invariants, load_build
 
 pytestmark = pytest.mark.db
 
@@ -33,7 +33,7 @@ def poolmod(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """The module the examples import the pool class (and errors) from."""
     if request.param == "psycopg_pool":
         return pytest.importorskip("psycopg_pool")
-    monkeypatch.setattr(_core_select, "core", load_twin(request.param.rsplit("=", 1)[1]))
+    monkeypatch.setattr(_core_build, "core", load_build(request.param.rsplit("=", 1)[1]))
     return fastpool
 
 
@@ -235,7 +235,7 @@ def test_timeout_and_max_waiting(poolmod: ModuleType, conninfo: str, request: py
     assert issubclass(poolmod.PoolTimeout, psycopg.OperationalError)
 
 
-def test_drain_replaces_every_connection(twin: str, conninfo: str, admin: Any, app_name: str) -> None:
+def test_drain_replaces_every_connection(build: str, conninfo: str, admin: Any, app_name: str) -> None:
     with fastpool.ConnectionPool(conninfo, min_size=2, open=False) as pool:
         pool.wait()
         old = backends(admin, app_name)
@@ -249,7 +249,7 @@ def test_drain_replaces_every_connection(twin: str, conninfo: str, admin: Any, a
         check_invariants(pool)
 
 
-def test_expired_idle_connection_is_not_handed_out(twin: str, conninfo: str) -> None:
+def test_expired_idle_connection_is_not_handed_out(build: str, conninfo: str) -> None:
     # where psycopg_pool hands out a connection past max_lifetime (checked only on
     # return), fastpool replaces it at hand-out
     with fastpool.ConnectionPool(conninfo, min_size=1, max_lifetime=0.5, open=False) as pool:
@@ -260,7 +260,7 @@ def test_expired_idle_connection_is_not_handed_out(twin: str, conninfo: str) -> 
             assert conn.info.backend_pid != pid
 
 
-def test_reconnect_failed_is_called(twin: str, caplog: Any) -> None:
+def test_reconnect_failed_is_called(build: str, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, logger="fastpool")
     called = threading.Event()
     pool = fastpool.ConnectionPool(
@@ -277,7 +277,7 @@ def test_reconnect_failed_is_called(twin: str, caplog: Any) -> None:
         pool.close()
 
 
-def test_close_returns(twin: str, conninfo: str) -> None:
+def test_close_returns(build: str, conninfo: str) -> None:
     with fastpool.ConnectionPool(conninfo, min_size=1, max_size=1, close_returns=True, open=False) as pool:
         conn = pool.getconn()
         conn.close()  # goes back to the pool
@@ -287,7 +287,7 @@ def test_close_returns(twin: str, conninfo: str) -> None:
     assert wait_until(lambda: conn.closed), "closing the pool really closes it"
 
 
-def test_invalid_parameters(twin: str) -> None:
+def test_invalid_parameters(build: str) -> None:
     with pytest.raises(ValueError, match="min_size"):
         fastpool.ConnectionPool("", min_size=-1, open=False)
     with pytest.raises(ValueError, match="min_size"):
@@ -340,7 +340,7 @@ def test_conninfo_and_kwargs_functions(poolmod: ModuleType, dsn: str, app_name: 
         assert names == {f"{app_name}-1", f"{app_name}-2"}
 
 
-def test_a_failing_conninfo_function_is_retried_and_explained(twin: str, dsn: str) -> None:
+def test_a_failing_conninfo_function_is_retried_and_explained(build: str, dsn: str) -> None:
     attempts = 0
 
     def conninfo() -> str:
@@ -500,7 +500,7 @@ def test_a_pool_is_collected_while_a_returned_connection_lives(poolmod: ModuleTy
     assert conn is not None
 
 
-def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
+def test_usage_ms_counts_time_lent(build: str, conninfo: str) -> None:
     with fastpool.ConnectionPool(conninfo, min_size=1, open=False) as pool:
         with pool.connection():
             sleep(0.05)
@@ -511,7 +511,7 @@ def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
 
 
 def test_leak_timeout_finds_a_getconn_never_given_back(
-    twin: str, conninfo: str, caplog: pytest.LogCaptureFixture
+    build: str, conninfo: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="fastpool")
     with fastpool.ConnectionPool(conninfo, min_size=1, open=False, leak_timeout=0.1) as pool:

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 import fastpool
-from fastpool import _core_select
+from fastpool import _core_build
 
 from .acompat import gather_async, skip_sync, sleep_async, spawn_async, wait_until_async
-from .conftest import backends, check_invariants, load_twin
+from .conftest import backends, check_invariants, load_build
 
 pytestmark = pytest.mark.db
 
@@ -31,7 +31,7 @@ def poolmod(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """The module the examples import the pool class (and errors) from."""
     if request.param == "psycopg_pool":
         return pytest.importorskip("psycopg_pool")
-    monkeypatch.setattr(_core_select, "core", load_twin(request.param.rsplit("=", 1)[1]))
+    monkeypatch.setattr(_core_build, "core", load_build(request.param.rsplit("=", 1)[1]))
     return fastpool
 
 
@@ -237,7 +237,7 @@ async def test_timeout_and_max_waiting(
     assert issubclass(poolmod.PoolTimeout, psycopg.OperationalError)
 
 
-async def test_drain_replaces_every_connection(twin: str, conninfo: str, admin: Any, app_name: str) -> None:
+async def test_drain_replaces_every_connection(build: str, conninfo: str, admin: Any, app_name: str) -> None:
     async with fastpool.AsyncConnectionPool(conninfo, min_size=2, open=False) as pool:
         await pool.wait()
         old = backends(admin, app_name)
@@ -251,7 +251,7 @@ async def test_drain_replaces_every_connection(twin: str, conninfo: str, admin: 
         check_invariants(pool)
 
 
-async def test_expired_idle_connection_is_not_handed_out(twin: str, conninfo: str) -> None:
+async def test_expired_idle_connection_is_not_handed_out(build: str, conninfo: str) -> None:
     # where psycopg_pool hands out a connection past max_lifetime (checked only on
     # return), fastpool replaces it at hand-out
     async with fastpool.AsyncConnectionPool(conninfo, min_size=1, max_lifetime=0.5, open=False) as pool:
@@ -262,7 +262,7 @@ async def test_expired_idle_connection_is_not_handed_out(twin: str, conninfo: st
             assert conn.info.backend_pid != pid
 
 
-async def test_reconnect_failed_is_called(twin: str, caplog: Any) -> None:
+async def test_reconnect_failed_is_called(build: str, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, logger="fastpool")
     called = threading.Event()
     pool = fastpool.AsyncConnectionPool(
@@ -279,7 +279,7 @@ async def test_reconnect_failed_is_called(twin: str, caplog: Any) -> None:
         await pool.close()
 
 
-async def test_close_returns(twin: str, conninfo: str) -> None:
+async def test_close_returns(build: str, conninfo: str) -> None:
     async with fastpool.AsyncConnectionPool(
         conninfo, min_size=1, max_size=1, close_returns=True, open=False
     ) as pool:
@@ -291,7 +291,7 @@ async def test_close_returns(twin: str, conninfo: str) -> None:
     assert await wait_until_async(lambda: conn.closed), "closing the pool really closes it"
 
 
-async def test_invalid_parameters(twin: str) -> None:
+async def test_invalid_parameters(build: str) -> None:
     with pytest.raises(ValueError, match="min_size"):
         fastpool.AsyncConnectionPool("", min_size=-1, open=False)
     with pytest.raises(ValueError, match="min_size"):
@@ -344,7 +344,7 @@ async def test_conninfo_and_kwargs_functions(poolmod: ModuleType, dsn: str, app_
         assert names == {f"{app_name}-1", f"{app_name}-2"}
 
 
-async def test_a_failing_conninfo_function_is_retried_and_explained(twin: str, dsn: str) -> None:
+async def test_a_failing_conninfo_function_is_retried_and_explained(build: str, dsn: str) -> None:
     attempts = 0
 
     def conninfo() -> str:
@@ -540,7 +540,7 @@ async def test_a_pool_is_collected_while_a_returned_connection_lives(
     assert conn is not None
 
 
-async def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
+async def test_usage_ms_counts_time_lent(build: str, conninfo: str) -> None:
     async with fastpool.AsyncConnectionPool(conninfo, min_size=1, open=False) as pool:
         async with pool.connection():
             await sleep_async(0.05)
@@ -551,7 +551,7 @@ async def test_usage_ms_counts_time_lent(twin: str, conninfo: str) -> None:
 
 
 async def test_leak_timeout_finds_a_getconn_never_given_back(
-    twin: str, conninfo: str, caplog: pytest.LogCaptureFixture
+    build: str, conninfo: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="fastpool")
     async with fastpool.AsyncConnectionPool(conninfo, min_size=1, open=False, leak_timeout=0.1) as pool:

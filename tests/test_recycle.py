@@ -67,7 +67,7 @@ def test_recycle_values() -> None:
         Recycle.custom(42)  # type: ignore[arg-type]
 
 
-def test_recycle_option_is_checked(twin: str, dsn: str) -> None:
+def test_recycle_option_is_checked(build: str, dsn: str) -> None:
     with pytest.raises(TypeError, match="recycle"):
         fastpool.Pool(dsn, recycle="CLEAN", open=False)  # type: ignore[arg-type]
 

@@ -65,7 +65,7 @@ async def test_recycle_values() -> None:
         Recycle.custom(42)  # type: ignore[arg-type]
 
 
-async def test_recycle_option_is_checked(twin: str, dsn: str) -> None:
+async def test_recycle_option_is_checked(build: str, dsn: str) -> None:
     with pytest.raises(TypeError, match="recycle"):
         fastpool.AsyncPool(dsn, recycle="CLEAN", open=False)  # type: ignore[arg-type]
 

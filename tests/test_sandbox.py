@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from fastpool import Sandbox, SandboxError, Status
-from fastpool._sandbox_base import begin_check
+from fastpool._surfaces.sandbox_base import begin_check
 
 from .conftest import check_invariants, count_rows
 

@@ -120,7 +120,7 @@ def test_middleware_token_and_forgery(server: Any, admin: Any, table: str) -> No
     assert count_rows(admin, table) == 0
 
 
-def test_asgi_middleware_with_an_async_sandbox(twin: str, dsn: str, admin: Any, table: str) -> None:
+def test_asgi_middleware_with_an_async_sandbox(build: str, dsn: str, admin: Any, table: str) -> None:
     # ASGI: the middleware called the way a server calls it, one task per request
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:

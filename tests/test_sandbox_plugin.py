@@ -103,11 +103,11 @@ def test_without_a_sandbox_manual_mode_refuses(fastpool_pool):
 
 
 def test_plugin_fixtures_in_a_child_pytest(
-    pytester: Any, dsn: str, twin: str, admin: Any, monkeypatch: Any
+    pytester: Any, dsn: str, build: str, admin: Any, monkeypatch: Any
 ) -> None:
-    table = f"plugin_{twin}"
+    table = f"plugin_{build}"
     admin.execute(f"DROP TABLE IF EXISTS {table}")
-    if twin == "python":
+    if build == "python":
         monkeypatch.setenv("FASTPOOL_NO_EXTENSIONS", "1")
     else:
         monkeypatch.delenv("FASTPOOL_NO_EXTENSIONS", raising=False)

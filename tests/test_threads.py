@@ -41,7 +41,7 @@ def test_interrupt_while_waiting_leaks_nothing(make: Any) -> None:
         pass
 
 
-def test_pool_options_connect_resource(twin: str, ctx: Ctx) -> None:
+def test_pool_options_connect_resource(build: str, ctx: Ctx) -> None:
     opts = fastpool.PoolOptions(max_connections=3, min_connections=2, acquire_timeout=2)
     pool = opts.connect_resource(Res, ctx)
     try:
@@ -56,7 +56,7 @@ def test_pool_options_connect_resource(twin: str, ctx: Ctx) -> None:
     lazy.close()
 
 
-def test_the_other_kind_of_connection_class_is_refused(twin: str) -> None:
+def test_the_other_kind_of_connection_class_is_refused(build: str) -> None:
     import psycopg
 
     with pytest.raises(TypeError, match="connection_class"):

@@ -2,24 +2,35 @@
 """Generate fastpool's threaded (sync) modules from their asyncio sources.
 
 Every ``*_async.py`` under ``src/fastpool`` and ``tests`` is a hand-written
-source; its sync twin is the same name without ``_async`` and is generated:
+source; its threaded module is the same name without ``_async`` and is
+generated:
 
-    python tools/async_to_sync.py            # write every sync twin
-    python tools/async_to_sync.py --check    # exit 1 if any twin differs or is missing
+    python tools/async_to_sync.py            # write every generated module
+    python tools/async_to_sync.py --check    # exit 1 if any differs or is missing
 
 The transformation works on a concrete syntax tree (libcst), so comments and
 layout survive; the result is then put through ``ruff`` (unused imports,
 import order, formatting) with the project's configuration.  What it does:
 
 * ``async def``/``async with``/``async for`` lose ``async``; ``await x`` becomes
-  ``x``; ``maybe_await(x)`` becomes ``x``;
-* names are mapped: ``AsyncFoo`` -> ``Foo``, ``foo_async`` -> ``foo``, plus the
-  explicit pairs in ``NAMES`` (``__aenter__`` -> ``__enter__``...);
+  ``x``; ``maybe_await(x)`` becomes ``x``; ``AwaitableContext(fn, *args)``
+  becomes ``fn(*args)``;
+* identifiers are renamed by one explicit table, :data:`NAMES` (as in
+  psycopg's generator); an identifier that looks asyncio-only
+  (``Async...``, ``..._async``, ``a...`` pairs) and is not in the table, nor in
+  :data:`KEEP`, is an error, so that no name is renamed, or left, by accident;
 * ``if True:  # ASYNC`` keeps only its ``else:`` branch (or nothing; an
-  ``elif cond:`` becomes ``if cond:``): the one way to write asyncio-only code;
+  ``elif cond:`` becomes ``if cond:``) and ``if False:  # ASYNC`` keeps only its
+  body: the ways to write code for one kind of pool;
 * functions decorated ``@skip_sync`` are dropped; ``@pytest.mark.asyncio`` is
-  dropped; ``pytest_asyncio.fixture`` becomes ``pytest.fixture``;
-* docstrings get the same name mapping and lose "async"/"await" wording.
+  dropped; the imports of :data:`DROP_IMPORTS` are dropped, and then every
+  import the generated code does not use;
+* docstrings: identifiers are renamed by :data:`NAMES`; inside code spans
+  (````...````) ``async``/``await`` go as in code; prose that differs between
+  the two kinds of pool is rewritten by the explicit phrase table
+  :data:`DOC_PHRASES`, whose phrases match across line breaks.  Every phrase
+  must be used somewhere, and ``tests/test_generated.py`` checks that the
+  threaded classes' docstrings say nothing of awaiting, coroutines or loops.
 
 The output is independent of the Python version that runs the tool (libcst
 parses by itself); it depends on the ruff version, which the project pins.
@@ -32,6 +43,7 @@ import difflib
 import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,64 +55,192 @@ SUFFIX = "_async"
 
 #: The ruff version whose formatting the generated files follow (pinned in pyproject.toml).
 RUFF_VERSION = "0.17.6"
+#: The project's line length (pyproject.toml): rewritten docstring lines stay within it.
+LINE_LENGTH = 110
 
-#: Explicit name pairs, on top of the AsyncFoo -> Foo and foo_async -> foo rules.
+#: Every identifier the threaded code spells differently (and the modules' names).
 NAMES = {
+    "AbstractAsyncContextManager": "AbstractContextManager",
+    "AsyncBasePool": "BasePool",
+    "AsyncClientCursor": "ClientCursor",
+    "AsyncConnT": "ConnT",
+    "AsyncConnection": "Connection",
+    "AsyncConnectionPool": "ConnectionPool",
+    "AsyncConnector": "Connector",
+    "AsyncConninfo": "Conninfo",
+    "AsyncEvent": "Event",
+    "AsyncFastPath": "FastPath",
+    "AsyncHandOff": "HandOff",
+    "AsyncIterator": "Iterator",
+    "AsyncKwargs": "Kwargs",
+    "AsyncLeadership": "Leadership",
+    "AsyncNullConnectionPool": "NullConnectionPool",
+    "AsyncOwnerHandle": "OwnerHandle",
+    "AsyncOwnership": "Ownership",
+    "AsyncPool": "Pool",
+    "AsyncPooledConnection": "PooledConnection",
+    "AsyncPsycopgDriver": "PsycopgDriver",
+    "AsyncRLock": "RLock",
+    "AsyncRes": "Res",
+    "AsyncResource": "Resource",
+    "AsyncResourceDriver": "ResourceDriver",
+    "AsyncResourcePool": "ResourcePool",
+    "AsyncReturner": "Returner",
+    "AsyncRunner": "Runner",
+    "AsyncSandbox": "Sandbox",
+    "AsyncTransaction": "Transaction",
+    "AsyncWaiting": "Waiting",
+    "NoLock": "Lock",
+    "StopAsyncIteration": "StopIteration",
+    "_AsyncCheckedBorrow": "_CheckedBorrow",
+    "_AsyncConnectionClass": "_ConnectionClass",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "__aiter__": "__iter__",
     "__anext__": "__next__",
-    "asynccontextmanager": "contextmanager",
-    "AbstractAsyncContextManager": "AbstractContextManager",
-    "StopAsyncIteration": "StopIteration",
+    "_one_async": "_one",
+    "_params_async": "_params",
     "aclose": "close",
-    "pytest_asyncio": "pytest",
-    "NoLock": "Lock",
     "anext": "next",
+    "asynccontextmanager": "contextmanager",
+    "base_async": "base",
+    "checkout_async": "checkout",
+    "connecting_async": "connecting",
+    "count_locks_async": "count_locks",
+    "gather_async": "gather",
+    "in_worker_async": "in_worker",
+    "leadership_async": "leadership",
+    "make_async": "make",
+    "make_pool_async": "make_pool",
+    "off_loop_async": "off_loop",
+    "one_async": "one",
+    "ownership_async": "ownership",
+    "phase_async": "phase",
+    "pid_of_async": "pid_of",
+    "pool_async": "pool",
+    "psycopg_async": "psycopg",
+    "psycopg_pool_async": "psycopg_pool",
+    "pytest_asyncio": "pytest",
+    "resources_async": "resources",
+    "returning_async": "returning",
+    "run_all_async": "run_all",
+    "run_autocommit_async": "run_autocommit",
+    "sandbox_async": "sandbox",
+    "select_one_async": "select_one",
+    "sleep_async": "sleep",
+    "spawn_async": "spawn",
+    "wait_until_async": "wait_until",
+    "wake_async": "wake",
+    "writer_async": "writer",
 }
-#: Names the rules must leave alone.
-KEEP = frozenset({"is_async", "test_async"})
+#: Names that look asyncio-only but are the same in the threaded code.
+KEEP = frozenset({"is_async", "test_async", "AsyncFastPool", "create_async_engine"})
 #: Imports dropped from the sync output (``import X`` or ``from X import``).
 DROP_IMPORTS = frozenset({"pytest_asyncio", "_aio"})
 #: ``Wrapper(fn, *args)`` becomes ``fn(*args)`` and ``Wrapper[T]`` becomes ``T``.
 UNWRAP_CALLS = frozenset({"AwaitableContext"})
-#: Phrases rewritten in docstrings (after the name mapping).
+#: Prose that differs between the two kinds of pool, asyncio's words first (matched across line
+#: breaks, after the renames).  Every entry must be used: a stale one is an error.
 DOC_PHRASES = (
-    (re.compile(r"``async with``"), "``with``"),
-    (re.compile(r"``async for``"), "``for``"),
-    (re.compile(r"\basync with\b"), "with"),
-    (re.compile(r"\basync for\b"), "for"),
-    (re.compile(r"\bawait "), ""),
-    (re.compile(r"\b[Aa]n (?=(``)?with\b)"), lambda m: "A " if m.group(0)[0] == "A" else "a "),
-    (re.compile(r"\b([Aa])n asyncio\b"), r"\1 threaded"),
-    (re.compile(r"\basyncio (?=pools?\b|shell\b|driver\b|form\b|surface\b|one\b)"), "threaded "),
-    (re.compile(r"\bmay be a plain or a coroutine function\b"), "is a plain function"),
-    (re.compile(r"\bcoroutine (functions?)\b"), r"\1"),
+    ("an ``with``", "a ``with``"),
+    ("of the asyncio pools", "of the threaded pools"),
+    ("the asyncio pools", "the threaded pools"),
+    ("an asyncio pool", "a threaded pool"),
+    ("the asyncio pool", "the threaded pool"),
+    ("An asyncio pool", "A threaded pool"),
+    ("psycopg_pool's asyncio surface", "psycopg_pool's threaded surface"),
+    ("(plain or coroutine functions)", "(plain functions)"),
+    ("plain or coroutine functions", "plain functions"),
+    ("may be a plain or a coroutine function", "is a plain function"),
+    ("(a coroutine, as in psycopg_pool)", "(as in psycopg_pool)"),
+    ("As an async context manager", "As a context manager"),
+    ("as an async context manager", "as a context manager"),
+    ("over an asyncio :class:", "over a :class:"),
+    ("(or functions, plain or coroutine, returning them:", "(or functions returning them:"),
+    (
+        "Creating an asyncio pool does no I/O and needs no running loop: it starts on the loop of "
+        "its first use, or at :meth:`open`.",
+        "Creating a threaded pool starts it, and with ``open=True`` (the default) opens "
+        "``max(1, min_size)`` connections before returning.",
+    ),
+    (
+        "Creating the pool does no I/O and needs no running loop: ``pool.open()`` (or ``with "
+        "Pool(...) as pool``, or :meth:`connect`) opens ``max(1, min_size)`` connections and fails "
+        "clearly if it cannot; or just use it, and it starts on the loop of its first use "
+        "(``open=False``, or :meth:`connect_lazy`).",
+        "Creating the pool (or :meth:`connect`) opens ``max(1, min_size)`` connections before "
+        "returning and fails clearly if it cannot; with ``open=False`` (or :meth:`connect_lazy`) "
+        "they are opened in the background and the first borrow waits for one.",
+    ),
 )
 
-_ASYNC_NAME = re.compile(r"^(_*)Async([A-Z]\w*)$")
+_LOOKS_ASYNC = re.compile(r"^_*(Async[A-Z]\w*|a(enter|exit|iter|next|close)\w*|\w+_async|\w*Async\w*)$")
 _WORD = re.compile(r"\b\w+\b")
+_CODE_SPAN = re.compile(r"``(.+?)``", re.S)
+_CODE_KEYWORDS = re.compile(r"\b(?:await|async)\s+(?=\S)")
+
+
+class UnknownName(Exception):
+    """An asyncio-looking identifier that NAMES does not map (nor KEEP keep)."""
 
 
 def sync_name(name: str) -> str:
-    """The sync twin of an identifier (itself when no rule applies)."""
-    if name in KEEP:
-        return name
+    """The threaded code's spelling of an identifier (from :data:`NAMES`)."""
     if name in NAMES:
         return NAMES[name]
-    m = _ASYNC_NAME.match(name)
-    if m:
-        return m.group(1) + m.group(2)
-    if name.endswith(SUFFIX) and len(name) > len(SUFFIX) and not name.startswith("test_"):
-        return name[: -len(SUFFIX)]
+    if name not in KEEP and _LOOKS_ASYNC.match(name) and not name.startswith("test_"):
+        raise UnknownName(name)
     return name
 
 
+def _sync_word(name: str) -> str:
+    """A word of a docstring: renamed when it is in NAMES, left otherwise."""
+    return NAMES.get(name, name)
+
+
+def _phrase_pattern(phrase: str) -> re.Pattern[str]:
+    return re.compile(r"\s+".join(re.escape(w) for w in phrase.split()))
+
+
+# the longest first: a phrase that contains another is rewritten as a whole
+_PHRASES = [(_phrase_pattern(a), a, b) for a, b in sorted(DOC_PHRASES, key=lambda p: -len(p[0]))]
+used_phrases: set[str] = set()
+
+
+def _rewrite(text: str, pattern: re.Pattern[str], new: str, width: int) -> tuple[str, int]:
+    """Replace each match of ``pattern`` by ``new``; the lines it spans are wrapped again at
+    ``width`` (a one-line span stays one line while it fits in ``LINE_LENGTH``)."""
+    n = 0
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        n += 1
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.end())
+        end = len(text) if end < 0 else end
+        lines = text[start:end].split("\n")
+        first = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+        rest = lines[1][: len(lines[1]) - len(lines[1].lstrip())] if len(lines) > 1 else first
+        words = (text[start : m.start()] + new + text[m.end() : end]).split()
+        one = first + " ".join(words)
+        if len(lines) == 1 and len(one) <= LINE_LENGTH:
+            block = one
+        else:
+            block = textwrap.fill(" ".join(words), width=width, initial_indent=first, subsequent_indent=rest,
+                                  break_long_words=False, break_on_hyphens=False)  # fmt: skip
+        text = text[:start] + block + text[end:]
+        pos = start + len(block)
+    return text, n
+
+
 def sync_doc(text: str) -> str:
-    """A docstring's sync wording."""
-    text = _WORD.sub(lambda m: sync_name(m.group(0)), text)
-    for pattern, repl in DOC_PHRASES:
-        text = pattern.sub(repl, text)  # type: ignore[arg-type]
+    """A docstring's threaded wording (see the module docstring)."""
+    width = min(LINE_LENGTH, max(len(line) for line in text.split("\n")))
+    text = _WORD.sub(lambda m: _sync_word(m.group(0)), text)
+    text = _CODE_SPAN.sub(lambda m: "``" + _CODE_KEYWORDS.sub("", m.group(1)) + "``", text)
+    for pattern, key, new in _PHRASES:
+        text, n = _rewrite(text, pattern, new, width)
+        if n:
+            used_phrases.add(key)
     return text
 
 
@@ -117,16 +257,18 @@ def _dotted(node: cst.BaseExpression) -> str:
 _ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.SimpleString, cst.Integer, cst.Float)
 
 
-def _marked_async(node: cst.If) -> bool:
-    """True for ``if True:  # ASYNC``."""
+def _marked_async(node: cst.If) -> bool | None:
+    """True for ``if True:  # ASYNC``, False for ``if False:  # ASYNC``, None for any other ``if``."""
     comment = getattr(node.body, "header", None)
     c = getattr(comment, "comment", None)
-    return (
+    if (
         isinstance(node.test, cst.Name)
-        and node.test.value == "True"
+        and node.test.value in ("True", "False")
         and c is not None
         and c.value.lstrip("# ").startswith("ASYNC")
-    )
+    ):
+        return node.test.value == "True"
+    return None
 
 
 class AsyncToSync(cst.CSTTransformer):
@@ -137,21 +279,27 @@ class AsyncToSync(cst.CSTTransformer):
     def leave_If(
         self, original_node: cst.If, updated_node: cst.If
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement] | cst.RemovalSentinel:
-        if not _marked_async(original_node):
+        marked = _marked_async(original_node)
+        if marked is None:
             return updated_node
+        if marked is False:  # `if False:  # ASYNC`: the body is the threaded code
+            if updated_node.orelse is not None:
+                raise SyntaxError("`if False:  # ASYNC` takes no `else:` (write `if True:  # ASYNC` instead)")
+            return self._flatten(updated_node, updated_node.body)
         orelse = updated_node.orelse
         if orelse is None:
             return cst.RemoveFromParent()
         if isinstance(orelse, cst.If):  # `elif cond:` (as ruff writes `else: if cond:`): `if cond:`
             return orelse.with_changes(leading_lines=updated_node.leading_lines)
-        body = orelse.body
+        return self._flatten(updated_node, orelse.body)
+
+    @staticmethod
+    def _flatten(node: cst.If, body: cst.BaseSuite) -> cst.FlattenSentinel[cst.BaseStatement]:
         if not isinstance(body, cst.IndentedBlock):
-            raise SyntaxError("the `else:` of an ASYNC block must be an indented block")
+            raise SyntaxError("an ASYNC block's kept branch must be an indented block")
         stmts = list(body.body)
         if stmts:  # keep the blank lines and comments that preceded the `if`
-            stmts[0] = stmts[0].with_changes(
-                leading_lines=[*updated_node.leading_lines, *stmts[0].leading_lines]
-            )
+            stmts[0] = stmts[0].with_changes(leading_lines=[*node.leading_lines, *stmts[0].leading_lines])
         return cst.FlattenSentinel(stmts)
 
     def leave_Await(self, original_node: cst.Await, updated_node: cst.Await) -> cst.BaseExpression:
@@ -250,7 +398,7 @@ class AsyncToSync(cst.CSTTransformer):
             return cst.RemoveFromParent()
         if len(names) == len(original_node.names):
             return updated_node
-        kept = [a for a in updated_node.names if _dotted(a.name) not in {sync_name(d) for d in DROP_IMPORTS}]
+        kept = [a for a in updated_node.names if _dotted(a.name) not in {_sync_word(d) for d in DROP_IMPORTS}]
         return updated_node.with_changes(names=kept or names)
 
     def leave_ImportFrom(
@@ -306,13 +454,13 @@ def generate(src: Path) -> str:
     """The sync module generated from the async source ``src``."""
     module = cst.parse_module(src.read_text())
     code = header(src) + module.visit(AsyncToSync()).code
-    out = twin_of(src)
+    out = generated_of(src)
     code = _ruff(["check", "--fix", "--quiet", "--select", "F401,I,RUF022", "--exit-zero"], code, out)
     return _ruff(["format", "--quiet"], code, out)
 
 
-def twin_of(src: Path) -> Path:
-    """The generated file of an async source."""
+def generated_of(src: Path) -> Path:
+    """The generated (threaded) module of an async source."""
     return src.with_name(src.name[: -len(SUFFIX + ".py")] + ".py")
 
 
@@ -354,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 on any difference")
     parser.add_argument("files", nargs="*", type=Path, help="async sources (default: all)")
     opt = parser.parse_args(argv)
+    used_phrases.clear()
     note = _ruff_version_note()
     if note is not None:
         print(f"async_to_sync: {note}", file=sys.stderr)
@@ -365,8 +514,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not src.name.endswith(SUFFIX + ".py"):
             print(f"async_to_sync: {src} is not an async source (*{SUFFIX}.py)", file=sys.stderr)
             return 2
-        out = twin_of(src)
-        code = generate(src)
+        out = generated_of(src)
+        try:
+            code = generate(src)
+        except UnknownName as exc:
+            print(
+                f"async_to_sync: {src.name}: {exc} looks asyncio-only: add it to NAMES or KEEP",
+                file=sys.stderr,
+            )
+            return 2
         rel = out.relative_to(ROOT)
         if opt.check:
             if not out.exists():
@@ -383,7 +539,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.write_text(code)
             print(f"wrote {rel}")
     if not opt.files:
-        expected = {twin_of(s) for s in srcs}
+        stale = [a for a, _ in DOC_PHRASES if a not in used_phrases]
+        if stale:
+            print(f"async_to_sync: DOC_PHRASES entries no docstring uses: {stale}", file=sys.stderr)
+            bad += 1
+        expected = {generated_of(s) for s in srcs}
         for g in generated_files():
             if g not in expected:
                 print(f"{g.relative_to(ROOT)}: generated, but its async source is gone", file=sys.stderr)

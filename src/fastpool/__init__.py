@@ -9,15 +9,17 @@ not built or ``FASTPOOL_NO_EXTENSIONS=1`` is set, in its pure-Python twin
 
 from __future__ import annotations
 
-from ._core_select import IMPLEMENTATION
+from ._compat.psycopg_pool import ConnectionPool, NullConnectionPool
+from ._compat.psycopg_pool_async import AsyncConnectionPool, AsyncNullConnectionPool
+from ._core_build import IMPLEMENTATION
 from ._meta import ConnectionMetadata
-from ._options import PoolOptions
-from ._pool import Pool
-from ._pool_async import AsyncPool
-from ._psycopg_pool import ConnectionPool, NullConnectionPool
-from ._psycopg_pool_async import AsyncConnectionPool, AsyncNullConnectionPool
-from ._shell import BasePool, PooledConnection, ResourcePool
-from ._shell_async import AsyncBasePool, AsyncPooledConnection, AsyncResourcePool
+from ._pool.base import BasePool, ResourcePool
+from ._pool.base_async import AsyncBasePool, AsyncResourcePool
+from ._pool.checkout import PooledConnection
+from ._pool.checkout_async import AsyncPooledConnection
+from ._surfaces.options import PoolOptions
+from ._surfaces.pool import Pool
+from ._surfaces.pool_async import AsyncPool
 from ._types import HistogramStats, PoolStats
 from .errors import (
     Error,

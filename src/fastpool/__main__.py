@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from . import IMPLEMENTATION, Pool, __version__
-from ._bench_shapes import resolve_dsn
+from ._bench.shapes import resolve_dsn
 from .errors import PoolTimeout
 
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = [f"--{k.replace('_', '-')}" for k in _DEMO_DEFAULTS if k in args]
         if extra:
             p.error(f"{', '.join(extra)}: options of the demo, not of bench")
-        from ._bench import run_bench
+        from ._bench.run import run_bench
 
         reachable: str | None = dsn
         try:

@@ -16,6 +16,9 @@ asyncio                threads
 ``AsyncHandOff``       ``HandOff``: one value handed to one waiter, with timeout
 ``sleep_async``        ``sleep``
 ``wake_async``         ``wake``: wake a waiter of the pool core
+``AsyncWaiting``       ``Waiting``: the queued callers of a pool: their handles,
+                       their waits, their deadlines
+``phase_async``        ``phase``: run one I/O step on a connection by a deadline
 ``maybe_await(x)``     ``x``: a hook that may be a plain or an async callable
 =====================  ========================================================
 """
@@ -32,6 +35,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
+from math import inf as INF
 from queue import SimpleQueue
 from typing import Any, Generic, TypeVar
 
@@ -41,12 +45,16 @@ __all__ = [
     "AsyncLock",
     "AsyncRLock",
     "AsyncRunner",
+    "AsyncWaiting",
     "Event",
     "HandOff",
     "Lock",
     "RLock",
     "Runner",
+    "Waiting",
     "maybe_await",
+    "phase",
+    "phase_async",
     "sleep",
     "sleep_async",
     "wake",
@@ -252,6 +260,167 @@ class HandOff(Generic[T]):
         return self._value
 
 
+# -- the queued callers of a pool ----------------------------------------------------------------
+
+
+class AsyncWaiting:
+    """The callers queued in a pool's core, on asyncio: a future each, and one timer for them all.
+
+    The core keeps its waiters in deadline order (``Waiter.deadline``); one
+    loop timer, set for the earliest deadline, times out every waiter due
+    (``core.expire``), wakes them, and is set again for the next.  No waiter
+    has a timer handle of its own, so waiting costs the same per caller
+    whether 10 or 50,000 wait.  Call everything on the pool's loop.
+    """
+
+    __slots__ = ("_at", "_core", "_lock", "_timer", "loop", "new_handle")
+
+    #: the core times these waiters out (``Waiter.deadline``)
+    timed = True
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._core: Any = None
+        self._lock: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = INF  # when the timer fires
+        #: a new waiter's handle: a future of the pool's loop (a C call: no Python frame)
+        self.new_handle: Callable[[], Any] = asyncio.Future
+
+    def bind(self, runner: AsyncRunner, core: Any, lock: Any) -> None:
+        """Serve ``core`` (whose calls ``lock`` serialises) on ``runner``'s loop."""
+        self.stop()
+        self.loop = runner.loop
+        self._core = core
+        self._lock = lock
+        self.new_handle = partial(asyncio.Future, loop=runner.loop)
+
+    def wait(self, w: Any, until: float) -> Any:
+        """What to await until ``w`` is served, failed or timed out (at ``until``, the core's
+        ``w.deadline``): its future, once the timer is set for it."""
+        if until < self._at:
+            self._arm(until)
+        return w.handle
+
+    def _arm(self, at: float) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._at = at
+        # (call_later, not call_at: a loop's own clock need not be time.monotonic())
+        self._timer = loop.call_later(max(0.0, at - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._at = INF
+        core = self._core
+        if core is None:
+            return
+        expired = core.expire(time.monotonic())
+        for w in expired:
+            fut = w.handle
+            if not fut.done():
+                fut.set_result(None)
+        nxt = core.next_deadline()
+        if nxt < INF:
+            self._arm(nxt)
+
+    def stop(self) -> None:
+        """Cancel the timer (the pool closed, or was rebuilt in a forked child)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._at = INF
+
+
+class Waiting:
+    """:class:`AsyncWaiting` for threads: a held lock each, which the waiting thread times itself.
+
+    The core keeps no deadline for these waiters (``INF``): each thread's timed
+    wait on its own lock is its timer, and it withdraws itself when it expires.
+    """
+
+    __slots__ = ()
+
+    #: the core keeps no deadline for these waiters: each thread times itself out
+    timed = False
+
+    def bind(self, runner: Runner, core: Any, lock: Any) -> None:
+        """Nothing to bind: threads need no loop."""
+
+    @staticmethod
+    def new_handle() -> Any:
+        """A new waiter's handle: a lock held until the waiter is woken."""
+        return _held_lock()
+
+    def wait(self, w: Any, until: float) -> None:
+        """Block until ``w`` is woken or ``until`` passes."""
+        remaining = until - time.monotonic()
+        if remaining > 0:
+            w.handle.acquire(True, min(remaining, TIMEOUT_MAX))
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
+# -- one I/O step on a connection, by a deadline ----------------------------------------------------
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a phase's outcome as retrieved: a caller that was cancelled never awaits it."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def phase_async(
+    runner: AsyncRunner, interrupt: Callable[[Any], bool], conn: Any, deadline: float, fn: Job, *args: Any
+) -> Any:
+    """Run ``fn(*args)``, which does I/O on ``conn``, and return its result, by ``deadline``.
+
+    Past the deadline ``interrupt(conn)`` shuts the connection's socket: the I/O
+    fails at once, nothing more is sent on a path that may be dead, and the caller
+    closes the connection.  ``fn`` runs in a task of its own, so that cancelling
+    the caller does not make the driver send a cancel request and wait for its
+    answer: the socket is shut instead and the cancellation completes at once.
+    The task's outcome is always retrieved, whoever gave up on it.  ``fn`` may be
+    a plain or a coroutine function.
+    """
+    alarm = runner.alarm(deadline - time.monotonic(), interrupt, conn)
+    try:
+        loop = runner.loop
+        assert loop is not None
+        task = loop.create_task(maybe_await(fn(*args)))
+        task.add_done_callback(_retrieve)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                if not interrupt(conn):  # the phase ends at once ...
+                    task.cancel()  # (a resource that cannot be interrupted: cancel it)
+                await asyncio.wait([task])  # ... and lets go of the connection
+            raise
+    finally:
+        alarm.cancel()
+
+
+def phase(
+    runner: Runner, interrupt: Callable[[Any], bool], conn: Any, deadline: float, fn: Job, *args: Any
+) -> Any:
+    """Run ``fn(*args)``, which does I/O on ``conn``, and return its result, by ``deadline``.
+
+    Past the deadline ``interrupt(conn)`` (from the timer thread) shuts the
+    connection's socket: the I/O fails at once and the caller closes the
+    connection.
+    """
+    alarm = runner.alarm(deadline - time.monotonic(), interrupt, conn)
+    try:
+        return fn(*args)
+    finally:
+        alarm.cancel()
+
+
 # -- background jobs --------------------------------------------------------------------------
 
 
@@ -283,6 +452,21 @@ class AsyncRunner:
     def start(self, owner: object) -> None:
         """Bind to the running loop."""
         self.loop = asyncio.get_running_loop()
+
+    def started_here(self) -> bool:
+        """True when started, on the running loop (the caller's)."""
+        return self.loop is not None and self.loop is asyncio.get_running_loop()
+
+    def check_here(self, name: str) -> bool:
+        """Whether it is started; ``RuntimeError`` when started on another loop than the caller's."""
+        if self.loop is None:
+            return False
+        if self.loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                f"{name} is bound to another event loop: an asyncio pool is used from "
+                "the loop it was first used in; create one pool per loop"
+            )
+        return True
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any, keep: bool = False) -> None:
         """Run ``fn(*args)`` in a task of the loop (dropped if the loop is gone)."""
@@ -385,6 +569,14 @@ class Runner:
     def running(self) -> bool:
         """True between ``start`` and ``stop``."""
         return self._started and not self._stopped
+
+    def started_here(self) -> bool:
+        """True when started."""
+        return self._started
+
+    def check_here(self, name: str) -> bool:
+        """Whether it is started (any thread may use a threaded pool)."""
+        return self._started
 
     def start(self, owner: object) -> None:
         """Start the threads (once); they stop when ``owner`` is garbage-collected."""

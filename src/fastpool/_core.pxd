@@ -1,8 +1,8 @@
-# What only C can do, for the compiled pool core (``_pool_core.py`` cimports it).
+# What only C can do, for the compiled pool core (``_core_pool.py`` cimports it).
 #
 # The clock and the socket probe are inline C, read without a Python call; Lock is a mutex
 # taken in C; AsyncBorrow is an awaitable whose result comes back through the ``am_send``
-# slot, with no StopIteration.  Their pure-Python twin is ``_core_py.py``.
+# slot, with no StopIteration.  Their pure-Python twin is ``_core_pure.py``.
 
 from cpython.pythread cimport PyThread_type_lock
 

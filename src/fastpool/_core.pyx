@@ -1,12 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """What only C can do for the pool core (extension ``fastpool._core``).
 
-The pool's bookkeeping and borrow path are written once, in ``_pool_core.py``,
+The pool's bookkeeping and borrow path are written once, in ``_core_pool.py``,
 which runs as it is (the pure-Python core) and is compiled with the types of
-``_pool_core.pxd`` (the accelerated core).  This module keeps the parts that
+``_core_pool.pxd`` (the accelerated core).  This module keeps the parts that
 need C itself: the clock and the socket probe (inline, in ``_core.pxd``), the
 mutex the borrow path takes without a Python call, and the asyncio borrow
-whose result comes back through the ``am_send`` slot.  ``_core_py.py`` is
+whose result comes back through the ``am_send`` slot.  ``_core_pure.py`` is
 their pure-Python twin; ``tests/test_core_c_parts.py`` holds the two to the
 same behaviour.
 """

@@ -102,6 +102,8 @@ class PoolStats(TypedDict):
     handoffs: int
     waits: int
     cancelled_waits: int
+    #: waiters that reached their deadline in the queue
+    timed_out_waits: int
     too_many_requests: int
     connects: int
     connect_failures: int

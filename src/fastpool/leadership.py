@@ -22,9 +22,9 @@ or a fencing token (bump an epoch row in the same transaction as the work).
 
 from __future__ import annotations
 
-from ._advisory import LeadershipLost, LeadershipNotAcquired, LockKey, advisory_key
-from ._leadership import Leadership
-from ._leadership_async import AsyncLeadership
+from ._surfaces.advisory import LeadershipLost, LeadershipNotAcquired, LockKey, advisory_key
+from ._surfaces.leadership import Leadership
+from ._surfaces.leadership_async import AsyncLeadership
 
 __all__ = [
     "AsyncLeadership",

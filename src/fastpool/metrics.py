@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from . import __version__
+from . import __version__, _core_build
 
 __all__ = ["PrometheusCollector", "instrument"]
 
@@ -86,7 +86,7 @@ def instrument(pool: Any, meter_provider: Any = None) -> None:
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     state = _providers.get(id(provider))
     if state is None or state.provider is not provider:
-        state = _providers[id(provider)] = _MeterState(provider, list(pool._core_mod.HIST_BOUNDS))
+        state = _providers[id(provider)] = _MeterState(provider, list(_core_build.core.HIST_BOUNDS))
     state.add(pool)
 
 

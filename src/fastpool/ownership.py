@@ -28,9 +28,9 @@ checkout too, so a connection in an unknown state is never shared.
 
 from __future__ import annotations
 
-from ._owners import Mode, Status, identity
-from ._ownership import OwnerHandle, Ownership
-from ._ownership_async import AsyncOwnerHandle, AsyncOwnership
+from ._surfaces.owners import Mode, Status, identity
+from ._surfaces.ownership import OwnerHandle, Ownership
+from ._surfaces.ownership_async import AsyncOwnerHandle, AsyncOwnership
 
 __all__ = [
     "AsyncOwnerHandle",

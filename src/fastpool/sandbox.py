@@ -27,8 +27,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._sandbox import Sandbox
-from ._sandbox_async import AsyncSandbox
+from ._surfaces.sandbox import Sandbox
+from ._surfaces.sandbox_async import AsyncSandbox
 
 __all__ = ["AsyncSandbox", "Sandbox", "asgi_middleware", "wsgi_middleware"]
 

@@ -36,11 +36,11 @@ from sqlalchemy.pool import Pool
 from sqlalchemy.pool.base import ConnectionPoolEntry
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn, in_greenlet
 
-from ._shell import BasePool
-from ._shell_async import AsyncBasePool
-from ._validate import MAX_SIZE, check_count, check_duration
+from ._drivers.base import Driver
+from ._pool.base import BasePool
+from ._pool.base_async import AsyncBasePool
+from ._settings import MAX_SIZE, check_count, check_duration
 from .errors import PoolTimeout
-from .resource import Driver
 
 __all__ = ["AsyncFastPool", "FastPool"]
 
@@ -179,8 +179,8 @@ class FastPool(Pool):
 
     def _closes_on_return(self) -> bool:
         """An overflow connection is closed on return: pool_size are idle already and nobody waits."""
-        core = self._fp._core
-        return bool(self._pool_size and core.idle >= self._pool_size and not core.waiting)
+        fp = self._fp
+        return bool(self._pool_size and fp._gauge("idle") >= self._pool_size and not fp._gauge("waiting"))
 
     def _timeout_error(self) -> sa_exc.TimeoutError:
         return sa_exc.TimeoutError(
@@ -229,15 +229,15 @@ class FastPool(Pool):
 
     def checkedin(self) -> int:
         """Connections open and idle in the pool."""
-        return int(self._fp._core.idle)
+        return self._fp._gauge("idle")  # type: ignore[no-any-return]
 
     def overflow(self) -> int:
         """Open connections beyond ``pool_size`` (negative while fewer are open)."""
-        return int(self._fp._core.size) - self._pool_size
+        return self._fp._gauge("size") - self._pool_size  # type: ignore[no-any-return]
 
     def checkedout(self) -> int:
         """Connections checked out now."""
-        return int(self._fp._core.in_use)
+        return self._fp._gauge("in_use")  # type: ignore[no-any-return]
 
     def stats(self) -> dict[str, Any]:
         """fastpool's counters for this pool (waits, hand-offs, connects...)."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as _postgresql
 
-from .._psycopg_pool import ConnectionPool
+from .._compat.psycopg_pool import ConnectionPool
 
 __all__ = ["DatabaseWrapper"]
 

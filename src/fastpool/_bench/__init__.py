@@ -1,0 +1,1 @@
+"""The main job, ``python -m fastpool bench``: fastpool beside its peers, in one process."""

@@ -1,0 +1,378 @@
+"""``python -m fastpool bench``: fastpool beside the pools installed here, as ratios.
+
+Every shape is run for each implementation in interleaved rounds (so that a
+slow moment of the machine hits every implementation alike); the median per
+borrow is reported with its ratio to fastpool's compiled core.  Peers that
+are not installed are skipped and named; without a reachable database only
+the shapes that need none run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, TextIO
+
+from .. import _core_build
+from .._surfaces.pool import Pool
+from .shapes import (
+    ASYNC,
+    PLAIN,
+    SELECT1,
+    SYNC,
+    HandoffFloor,
+    Impl,
+    Unavailable,
+    async_pg,
+    plain,
+    sync_pg,
+    twins,
+)
+
+Shape = dict[str, Callable[[int], None]]  # implementation -> run(n borrows)
+
+
+def _loop_of(impl: Impl) -> Callable[[int], None]:
+    op = impl.op
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            op()
+
+    return run
+
+
+def _build(make: Callable[[str], Impl], names: list[str], closers: list[Callable[[], Any]],
+           skipped: list[str]) -> dict[str, Impl]:  # fmt: skip
+    out: dict[str, Impl] = {}
+    for name in names:
+        try:
+            impl = make(name)
+        except Unavailable as exc:
+            skipped.append(f"{name} ({exc})")
+            continue
+        closers.insert(0, impl.close)
+        out[name] = impl
+    return out
+
+
+def shapes(dsn: str | None, skipped: list[str]) -> dict[str, Callable[[list[Callable[[], Any]]], Shape]]:
+    """Every shape that can run here, as a builder each: given a list, it opens the shape's pools
+    and adds to the list what closes them.  ``run_bench`` builds one shape at a time, so that the
+    server holds only one table's connections at once."""
+    out: dict[str, Callable[[list[Callable[[], Any]]], Shape]] = {}
+
+    def plain_shape(closers: list[Callable[[], Any]]) -> Shape:
+        return {n: _loop_of(i) for n, i in _build(plain, PLAIN, closers, skipped).items()}
+
+    out["borrow+return, plain resource, 1 thread"] = plain_shape
+    if dsn is None:
+        skipped.append("every database shape (no reachable database)")
+        return out
+
+    def pg_shape(closers: list[Callable[[], Any]]) -> Shape:
+        return {n: _loop_of(i) for n, i in _build(partial(sync_pg, dsn=dsn), SYNC, closers, skipped).items()}
+
+    out["borrow+return, psycopg, no query, 1 thread"] = pg_shape
+    out["async borrow+return, psycopg, no query, 1 task"] = partial(_async_shape, dsn, skipped=skipped)
+    return out
+
+
+def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str]) -> Shape:
+    loop = asyncio.new_event_loop()
+    closers.append(loop.close)
+    impls = _build(lambda n: async_pg(n, dsn, loop), ASYNC, closers, skipped)
+
+    def runner(cm: Callable[[], Any]) -> Callable[[int], None]:
+        # the block users write, inline: no call of the harness's own per borrow to blur the ratios
+        async def many(n: int) -> None:
+            for _ in range(n):
+                async with cm():
+                    pass
+
+        return lambda n: loop.run_until_complete(many(n))
+
+    return {name: runner(impl.cm) for name, impl in impls.items() if impl.cm is not None}
+
+
+def measure(shape: Shape, rounds: int, batch: int, out: TextIO) -> dict[str, float]:
+    """Interleave ``rounds`` rounds of ``batch`` borrows per implementation; median seconds per borrow."""
+    times: dict[str, list[float]] = {name: [] for name in shape}
+    for run in shape.values():  # warm up every lazy path
+        run(min(batch, 200))
+    for r in range(rounds):
+        for name, run in shape.items():
+            t0 = time.perf_counter()
+            run(batch)
+            times[name].append((time.perf_counter() - t0) / batch)
+        out.write(f"\r  round {r + 1}/{rounds}")
+        out.flush()
+    out.write("\r" + " " * 30 + "\r")
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def report(title: str, medians: dict[str, float], out: TextIO) -> None:
+    """Print one shape's table: median per borrow and ratio to fastpool[c] (or the first fastpool)."""
+    base_name = (
+        "fastpool[c]" if "fastpool[c]" in medians else next(n for n in medians if n.startswith("fastpool"))
+    )
+    base = medians[base_name]
+    out.write(f"\n{title}\n")
+    out.write(f"  {'implementation':<28} {'per borrow':>12} {'vs ' + base_name:>18}\n")
+    for name, m in sorted(medians.items(), key=lambda kv: kv[1]):
+        out.write(f"  {name:<28} {m * 1e6:>9.2f} us {m / base:>17.2f}x\n")
+
+
+# -- SELECT 1 end to end ---------------------------------------------------------------------------
+
+
+def _select1_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str]) -> Shape:
+    """``SELECT 1`` per borrow, autocommit everywhere (one round trip), beside a dedicated connection."""
+    impls = _build(partial(sync_pg, dsn=dsn, query="SELECT 1", autocommit=True), SELECT1, closers, skipped)
+    return {name: _loop_of(impl) for name, impl in impls.items()}
+
+
+# -- contended: many workers on 4 connections --------------------------------------------------------
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+Round = tuple[int, list[int], list[float]]  # total ops, ops per worker, every acquire wait
+
+
+def _threads_round(cm: Callable[[], Any], workers: int, seconds: float, query: bool) -> Round:
+    counts = [0] * workers
+    waits: list[list[float]] = [[] for _ in range(workers)]
+    stop = threading.Event()
+    barrier = threading.Barrier(workers + 1)
+
+    def worker(i: int) -> None:
+        pc = time.perf_counter
+        w = waits[i]
+        n = 0
+        barrier.wait()
+        while not stop.is_set():
+            t0 = pc()
+            with cm() as conn:
+                w.append(pc() - t0)
+                if query:
+                    conn.execute("SELECT 1")
+            n += 1
+        counts[i] = n
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(workers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return sum(counts), counts, [x for w in waits for x in w]
+
+
+def _tasks_round(
+    loop: asyncio.AbstractEventLoop, cm: Callable[[], Any], workers: int, seconds: float, query: bool
+) -> Round:
+    counts = [0] * workers
+    waits: list[float] = []
+
+    async def worker(i: int, stop: asyncio.Event) -> None:
+        pc = time.perf_counter
+        n = 0
+        while not stop.is_set():
+            t0 = pc()
+            async with cm() as conn:
+                waits.append(pc() - t0)
+                if query:
+                    await conn.execute("SELECT 1")
+                else:
+                    await asyncio.sleep(0)  # hold it across a switch, as any awaited work does
+            n += 1
+        counts[i] = n
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(worker(i, stop)) for i in range(workers)]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    loop.run_until_complete(main())
+    return sum(counts), counts, waits
+
+
+def contended(
+    title: str, impls: Mapping[str, Callable[[float], Round]], rounds: int,
+    seconds: float, out: TextIO,
+) -> dict[str, tuple[float, float, float]]:  # fmt: skip
+    """Interleaved timed rounds; per implementation: median ops/s, worst fairness, p99 wait."""
+    res: dict[str, list[tuple[float, float, float]]] = {name: [] for name in impls}
+    for r in range(rounds):
+        for name, run in impls.items():
+            total, counts, waits = run(seconds)
+            most = max(counts, default=0)
+            fair = min(counts) / most if most else 0.0
+            res[name].append((total / seconds, fair, _quantile(waits, 0.99)))
+        out.write(f"\r  round {r + 1}/{rounds}")
+        out.flush()
+    out.write("\r" + " " * 30 + "\r")
+    summary = {
+        name: (
+            statistics.median(v[0] for v in vals),
+            min(v[1] for v in vals),
+            statistics.median(v[2] for v in vals),
+        )
+        for name, vals in res.items()
+    }
+    base_name = (
+        "fastpool[c]" if "fastpool[c]" in summary else next(n for n in summary if n.startswith("fastpool"))
+    )
+    base = summary[base_name][0]
+    out.write(f"\n{title}\n")
+    out.write(f"  {'implementation':<28} {'ops/s':>10} {'vs ' + base_name:>16} {'min/max per worker':>19}"
+              f" {'p99 wait':>12}\n")  # fmt: skip
+    for name, (ops, fair, p99) in sorted(summary.items(), key=lambda kv: -kv[1][0]):
+        out.write(f"  {name:<28} {ops:>10,.0f} {ops / base:>15.2f}x {fair:>19.2f} {p99 * 1e6:>9.0f} us\n")
+    return summary
+
+
+def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]], skipped: list[str],
+                        out: TextIO) -> None:  # fmt: skip
+    rounds, seconds = (1, 0.2) if quick else (3, 1.0)
+    names = ["fastpool[c]", "fastpool[python]", "psycopg_pool"]
+    sync_pools = {
+        n: i.pool for n, i in _build(partial(sync_pg, dsn=dsn, autocommit=True), names, closers, []).items()
+    }
+    loop = asyncio.new_event_loop()
+    anames = ["fastpool[c]", "fastpool[python]", "psycopg_pool async"]
+    async_pools = {
+        n: i.pool
+        for n, i in _build(lambda n: async_pg(n, dsn, loop, autocommit=True), anames, closers, []).items()
+    }
+    closers.append(loop.close)
+    for query, label in ((False, "no query"), (True, "SELECT 1")):
+        pools = sync_pools if query else {**sync_pools, "floor: FIFO hand-off": HandoffFloor()}
+        impls = {
+            name: partial(lambda s, p, q: _threads_round(p.connection, 16, s, q), p=p, q=query)
+            for name, p in pools.items()
+        }
+        out.write(f"\ncontended, {label}, 16 threads on 4 connections: {len(impls)} implementations\n")
+        contended(f"contended, {label}, 16 threads on 4 connections", impls, rounds, seconds, out)
+        aimpls = {
+            name: partial(lambda s, p, q: _tasks_round(loop, p.connection, 64, s, q), p=p, q=query)
+            for name, p in async_pools.items()
+        }
+        out.write(f"\ncontended, {label}, 64 tasks on 4 connections: {len(aimpls)} implementations\n")
+        contended(f"contended, {label}, 64 tasks on 4 connections", aimpls, rounds, seconds, out)
+
+
+# -- memory ------------------------------------------------------------------------------------------
+
+
+def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
+    """Python memory (tracemalloc) a pool adds per idle connection, beyond psycopg's own."""
+    import gc
+    import tracemalloc
+
+    import psycopg
+
+    def traced(make: Callable[[], Any], close: Callable[[Any], None]) -> int:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        obj = make()
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        close(obj)
+        return used
+
+    def close_all(conns: list[Any]) -> None:
+        for c in conns:
+            c.close()
+
+    for twin in twins():  # loaded before tracing: a module's first import is not per connection
+        _core_build.load(twin)  # type: ignore[arg-type]
+    raw = traced(lambda: [psycopg.connect(dsn) for _ in range(n)], close_all)
+
+    def pool_of(twin: str) -> Any:
+        saved = _core_build.core
+        _core_build.core = _core_build.load(twin)  # type: ignore[arg-type]
+        try:
+            p = Pool(dsn, min_size=n, max_size=n)
+        finally:
+            _core_build.core = saved
+        p.wait()
+        return p
+
+    rows = {f"fastpool[{t}]": traced(partial(pool_of, t), lambda p: p.close()) for t in twins()}
+    try:
+        import psycopg_pool
+
+        def pp() -> Any:
+            p = psycopg_pool.ConnectionPool(dsn, min_size=n, max_size=n, open=True)
+            p.wait()
+            return p
+
+        rows["psycopg_pool"] = traced(pp, lambda p: p.close())
+    except ImportError:
+        pass
+    out.write(f"\nmemory, {n} idle connections (tracemalloc; psycopg's own: {raw / n / 1024:.1f} KiB each)\n")
+    out.write(f"  {'implementation':<28} {'added per connection':>22}\n")
+    for name, used in rows.items():
+        out.write(f"  {name:<28} {(used - raw) / n / 1024:>18.1f} KiB\n")
+
+
+def _close_all(closers: list[Callable[[], Any]]) -> None:
+    """Close what a section opened (best effort), and forget it."""
+    for close in closers:
+        try:
+            close()
+        except Exception:  # pragma: no cover - best effort
+            pass
+    closers.clear()
+
+
+def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
+    """Run every shape that can run here and print the tables; return the exit code."""
+    rounds, batch = (5, 200) if quick else (25, 2000)
+    closers: list[Callable[[], Any]] = []
+    skipped: list[str] = []
+    twins_here = twins()
+    default = _core_build.IMPLEMENTATION
+    out.write(f"fastpool bench: core twins {', '.join(twins_here)} (in use by default: {default})\n")
+    if "c" not in twins_here:
+        out.write("note: the compiled core is not built here; ratios are against the pure twin\n")
+    try:
+        for title, build in shapes(dsn, skipped).items():
+            shape = build(closers)
+            out.write(f"\n{title}: {len(shape)} implementations, {rounds} rounds of {batch}\n")
+            report(title, measure(shape, rounds, batch, out), out)
+            _close_all(closers)
+        if dsn is not None:
+            title = "SELECT 1 per borrow, 1 thread (autocommit)"
+            shape = _select1_shape(dsn, closers, skipped)
+            q_rounds, q_batch = (3, 50) if quick else (9, 300)
+            out.write(f"\n{title}: {len(shape)} implementations, {q_rounds} rounds of {q_batch}\n")
+            report(title, measure(shape, q_rounds, q_batch, out), out)
+            _close_all(closers)
+            _contended_sections(dsn, quick, closers, skipped, out)
+    finally:
+        _close_all(closers)
+    if dsn is not None:  # after every other pool is closed: it opens connections of its own
+        memory_per_connection(dsn, 10 if quick else 40, out)
+    if skipped:
+        out.write("\nskipped: " + "; ".join(skipped) + "\n")
+    out.write("\nmedian of interleaved rounds; ratios are what to read, absolute times drift.\n")
+    return 0

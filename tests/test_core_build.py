@@ -1,0 +1,139 @@
+"""Which build of the core is loaded, and the switches that pick it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastpool
+from fastpool import _core_build
+
+from .conftest import compiled_expected, load_build
+
+
+def _implementation_in_subprocess(**env: str) -> str:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FASTPOOL_")}
+    full.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", "import fastpool; print(fastpool.IMPLEMENTATION)"],
+        env=full,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_compiled_core_loaded_when_expected() -> None:
+    if compiled_expected():
+        assert fastpool.IMPLEMENTATION == "c", "the compiled core should have loaded"
+        assert _core_build.core.__name__ == "fastpool._core_pool"
+        assert _core_build.core.__file__.endswith((".so", ".pyd"))
+    else:
+        assert fastpool.IMPLEMENTATION in ("c", "python")
+
+
+def test_no_extensions_env_forces_the_pure_build() -> None:
+    assert _implementation_in_subprocess(FASTPOOL_NO_EXTENSIONS="1") == "python"
+
+
+def test_no_extensions_env_refuses_the_compiled_build_even_when_asked_by_name() -> None:
+    """``FASTPOOL_NO_EXTENSIONS=1 python -m pytest`` runs everything on the pure build: the compiled
+    core and the drivers' compiled gates are not loaded even by name (those tests skip)."""
+    code = (
+        "from fastpool import _core_build as b\n"
+        "for name in ('fastpool._core_pool', 'fastpool._drivers.psycopg_gates'):\n"
+        "    try:\n"
+        "        b.load_module(name, 'c')\n"
+        "    except ImportError as exc:\n"
+        "        print('refused', 'FASTPOOL_NO_EXTENSIONS' in str(exc))\n"
+        "print(b.load('python').__name__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTPOOL_")}
+    env["FASTPOOL_NO_EXTENSIONS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:3] == ["refused True", "refused True", "fastpool._core_pool_pure"]
+
+
+def test_the_drivers_gates_follow_the_core_build() -> None:
+    """A pool's driver gates are of its core's build (a compiled gate subclasses the compiled core's)."""
+    for build in ("c", "python"):
+        try:
+            core = _core_build.load(build)  # type: ignore[arg-type]
+        except ImportError:
+            continue
+        gates = _core_build.load_module("fastpool._drivers.psycopg_gates", build)  # type: ignore[arg-type]
+        assert issubclass(gates.PsycopgGates, core.Gates)
+        assert _core_build.build_of(gates) == build
+
+
+@pytest.mark.c_extension
+def test_default_is_compiled_when_built() -> None:
+    load_build("c")  # skips only when not built and not required
+    assert _implementation_in_subprocess() == "c"
+
+
+def test_unknown_build_name() -> None:
+    with pytest.raises(ValueError, match="unknown build"):
+        _core_build.load("rust")  # type: ignore[arg-type]
+
+
+def _bench_cli(dsn: str) -> str:
+    """Run ``python -m fastpool bench --quick --dsn DSN``; return what it printed."""
+    cmd = [sys.executable, "-m", "fastpool", "bench", "--quick", "--dsn", dsn]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, f"exit {r.returncode}:\n{r.stderr[-4000:]}"
+    return r.stdout
+
+
+@pytest.mark.db
+@pytest.mark.usefixtures("many_sessions")
+def test_bench_cli_quick_runs(dsn: str) -> None:
+    """``python -m fastpool bench --quick`` prints a table of ratios (a smoke test, no timing asserted)."""
+    out = _bench_cli(dsn)
+    assert "vs fastpool[" in out and "borrow+return, psycopg, no query, 1 thread" in out
+    assert "async borrow+return" in out
+
+
+def test_bench_cli_without_a_database() -> None:
+    """No database named: the database shapes are skipped, the run succeeds."""
+    env = {k: v for k, v in os.environ.items() if k != "FASTPOOL_DSN" and not k.startswith("PG")}
+    env["FASTPOOL_TEST_DSN"] = "host=127.0.0.1 port=1 password=s3cret"
+    cmd = [sys.executable, "-m", "fastpool", "bench", "--quick"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "plain resource" in r.stdout and "skipped: every database shape" in r.stdout
+    assert "s3cret" not in r.stdout + r.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "fastpool", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_bench_cli_fails_when_the_named_database_is_unreachable(where: str) -> None:
+    dsn = ["--dsn", "host=127.0.0.1 port=1 password=s3cret"]
+    r = _cli(*(["bench", "--quick", *dsn] if where == "after" else [*dsn, "bench", "--quick"]))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "cannot reach the database given at host=127.0.0.1 port=1" in r.stderr
+    assert "s3cret" not in r.stdout + r.stderr
+
+
+@pytest.mark.db
+def test_cli_options_before_the_subcommand(dsn: str) -> None:
+    r = _cli("--dsn", dsn, "--seconds", "0.3", "--workers", "2", "demo")
+    assert r.returncode == 0, r.stderr
+    assert "core: " in r.stdout and "2 threads borrowing" in r.stdout and "for 0.3 s" in r.stdout
+    r = _cli("--seconds", "1", "bench")
+    assert r.returncode == 2 and "--seconds: options of the demo, not of bench" in r.stderr
+
+
+def test_cli_malformed_dsn_is_a_message_not_a_traceback() -> None:
+    r = _cli("demo", "--dsn", "host=127.0.0.1 port=notaport password=s3cret", "--seconds", "0.2")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stdout + r.stderr and "notaport" in r.stdout
+    assert "s3cret" not in r.stdout + r.stderr
