@@ -1,4 +1,4 @@
-"""Borrow + return with no query: fastpool (both twins) beside its peers, 1 thread and 16 threads.
+"""Borrow + return with no query: fastpool (both builds) beside its peers, 1 thread and 16 threads.
 
 Run: ``pytest bench/ --benchmark-only --benchmark-group-by=group``; the ratio
 table is printed at the end.  Peers missing from the environment are skipped.

@@ -50,7 +50,7 @@ async def off_loop_async(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run the blocking ``fn(*args)`` (the threaded twin of ``off_loop_async``)."""
+    """Run the blocking ``fn(*args)`` (the threaded counterpart of ``off_loop_async``)."""
     return fn(*args)
 
 

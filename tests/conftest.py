@@ -1,4 +1,4 @@
-"""Shared fixtures: the two core twins, and a PostgreSQL server to test against.
+"""Shared fixtures: the two core builds, and a PostgreSQL server to test against.
 
 The database comes from ``FASTPOOL_TEST_DSN``; else the local server
 (``host=127.0.0.1 dbname=test user=postgres``); else a throwaway cluster
@@ -50,7 +50,7 @@ def compiled_expected() -> bool:
 
 
 def load_build(name: str) -> ModuleType:
-    """Import a twin of the core, failing (not skipping) if a required one is missing."""
+    """Import a build of the core, failing (not skipping) if a required one is missing."""
     try:
         return _core_build.load(name)  # type: ignore[arg-type]
     except ImportError as exc:
@@ -79,13 +79,13 @@ def new_core(m: ModuleType, max_size: int = 4, seed: int = 0, **kw: Any) -> Any:
 
 @pytest.fixture(params=BUILDS, ids=[f"core={t}" for t in BUILDS])
 def core_mod(request: pytest.FixtureRequest) -> ModuleType:
-    """One twin of the core module (the test runs once per build)."""
+    """One build of the core module (the test runs once per build)."""
     return load_build(request.param)
 
 
 @pytest.fixture(params=BUILDS, ids=[f"core={t}" for t in BUILDS])
 def build(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Make the pools built in this test use one twin of the core."""
+    """Make the pools built in this test use one build of the core."""
     mod = load_build(request.param)
     monkeypatch.setattr(_core_build, "core", mod)
     return str(request.param)
@@ -397,7 +397,7 @@ def backends(admin: psycopg.Connection[Any], app: str) -> set[int]:
 
 @pytest.fixture
 def make_pool(build: str, dsn: str, app_name: str) -> Iterator[Any]:
-    """Build ``fastpool.Pool`` objects on the test's twin; all are closed at the end."""
+    """Build ``fastpool.Pool`` objects on the test's build; all are closed at the end."""
     pools: list[fastpool.BasePool[Any]] = []
 
     def make(**kw: Any) -> fastpool.Pool:

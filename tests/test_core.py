@@ -269,6 +269,7 @@ def _instances(mod: ModuleType) -> dict[str, Any]:
         "Entry": mod.Entry("conn", 1.0, 2.0, 3, core),
         "Waiter": mod.Waiter("handle", 9.5),
         "Gates": gates,
+        "DeadlineQueue": mod.DeadlineQueue(),
         "PoolCore": core,
         "FastPath": fp,
         "AsyncFastPath": afp,
@@ -350,7 +351,11 @@ def test_drain(core_mod: ModuleType) -> None:
 @pytest.mark.parametrize(
     ("module", "pxd_path", "expected"),
     [
-        ("fastpool._core_pool", "_core_pool.pxd", {"Entry", "Waiter", "PoolCore", "Gates", "FastPath"}),
+        (
+            "fastpool._core_pool",
+            "_core_pool.pxd",
+            {"Entry", "Waiter", "PoolCore", "Gates", "FastPath", "DeadlineQueue"},
+        ),
         ("fastpool._drivers.psycopg_gates", "_drivers/psycopg_gates.pxd", {"ClientState", "PsycopgGates"}),
     ],
 )

@@ -38,6 +38,9 @@ def test_compiled_core_loaded_when_expected() -> None:
 
 def test_no_extensions_env_forces_the_pure_build() -> None:
     assert _implementation_in_subprocess(FASTPOOL_NO_EXTENSIONS="1") == "python"
+    # asked for the pure build, nothing compiled is required
+    both = {"FASTPOOL_NO_EXTENSIONS": "1", "FASTPOOL_REQUIRE_EXTENSIONS": "1"}
+    assert _implementation_in_subprocess(**both) == "python"
 
 
 def test_no_extensions_env_refuses_the_compiled_build_even_when_asked_by_name() -> None:

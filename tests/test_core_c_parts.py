@@ -1,4 +1,4 @@
-"""What only C does for the core (``fastpool._core``) and its pure-Python twin (``_core_pure``).
+"""What only C does for the core (``fastpool._core``) and its pure-Python build (``_core_pure``).
 
 The same tests run on both: the mutex keeps ``threading.Lock``'s contract, the
 clock is ``time.monotonic``'s, the probe tells readable from idle sockets, and
@@ -35,7 +35,7 @@ def _compiled_parts() -> ModuleType:
 
 @pytest.fixture(params=["c", "python"], ids=["parts=c", "parts=python"])
 def parts(request: pytest.FixtureRequest) -> ModuleType:
-    """``fastpool._core`` or its twin ``fastpool._core_pure`` (the test runs on both)."""
+    """``fastpool._core`` or its pure-Python build ``fastpool._core_pure`` (the test runs on both)."""
     return _compiled_parts() if request.param == "c" else _core_pure
 
 

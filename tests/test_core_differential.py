@@ -1,7 +1,7 @@
 """Differential tests: random operation sequences run on both builds in lockstep.
 
 Every operation's result (projected to serials and waiter ids) and every
-stats snapshot must be identical on the two twins, and the invariants must
+stats snapshot must be identical on the two builds, and the invariants must
 hold after every step: size <= max_size, nothing handed out twice, a queued
 waiter implies no idle entry, counts conserved.
 """
@@ -72,7 +72,7 @@ def step(side: Side, op: str, arg: float, now: float) -> Any:
     if op == "acquire":
         e = c.acquire(now)
         return None if e is None else (side.take(e), bool(e.check_due))
-    if op == "enqueue":  # what the shells do under their lock: pop, else queue
+    if op == "enqueue":  # what the pools do under their lock: pop, else queue
         e = c.acquire(now)
         if e is not None:
             return ("popped", side.take(e))

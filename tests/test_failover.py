@@ -7,7 +7,7 @@ the primary (``-m immediate``) and promotes the standby.  A ``read-write`` pool
 serves writes again soon after the promotion, with no failure after its first
 success; a pool that wants a standby (or a read-only server) closes what the
 promotion turned into a primary, at hand-out and at return, and its callers get
-a clear error within their timeout.  On both twins of the core, for threads and
+a clear error within their timeout.  On both builds of the core, for threads and
 asyncio.
 """
 

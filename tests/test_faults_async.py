@@ -2,7 +2,7 @@
 
 Every acquire returns or raises within its timeout, whatever phase the
 partition hits; the return path is bounded by ``release_timeout``; nothing
-leaks.  On both twins of the core, for threads and asyncio.
+leaks.  On both builds of the core, for threads and asyncio.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fork safety: a child never uses, closes or sends on its parent's connections, and gets its own.
 
 Real ``os.fork()`` (and multiprocessing's fork start method) against the real
-server, on both twins of the core; the gunicorn ``--preload`` test is in
+server, on both builds of the core; the gunicorn ``--preload`` test is in
 ``test_gunicorn.py``.
 """
 

@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import fastpool
 from fastpool import ConnectionPool, Pool, PoolTimeout, ResourcePool
-from fastpool._drivers.psycopg_base import endpoints
+from fastpool._drivers.postgres import endpoints
 
 from .resources import Ctx, Res
 

@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import fastpool
 from fastpool import AsyncConnectionPool, AsyncPool, AsyncResourcePool, PoolTimeout
-from fastpool._drivers.psycopg_base import endpoints
+from fastpool._drivers.postgres import endpoints
 
 from .acompat import skip_sync
 from .resources_async import AsyncRes, Ctx

@@ -1,4 +1,4 @@
-"""Leadership on advisory locks against the real server, on both twins of the core."""
+"""Leadership on advisory locks against the real server, on both builds of the core."""
 
 from __future__ import annotations
 

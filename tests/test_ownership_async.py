@@ -1,4 +1,4 @@
-"""Ownership over the psycopg pools against the real server, on both twins of the core.
+"""Ownership over the psycopg pools against the real server, on both builds of the core.
 
 Owners and borrowers are tasks here and threads in the generated tests.
 """

@@ -1,4 +1,4 @@
-"""The psycopg pools against the real PostgreSQL server, on both twins of the core."""
+"""The psycopg pools against the real PostgreSQL server, on both builds of the core."""
 
 from __future__ import annotations
 
@@ -437,7 +437,7 @@ async def test_transaction_helper(make_pool_async: Any, table: str) -> None:
 
 
 async def test_fast_borrow_path_shapes(make_pool_async: Any) -> None:
-    """The compiled borrow's edges, on both twins: re-entry, a tracer, many borrows in a row."""
+    """The compiled borrow's edges, on both builds: re-entry, a tracer, many borrows in a row."""
     pool = await make_pool_async(max_size=2, min_size=2)
     cm = pool.connection()
     async with cm as c1:

@@ -1,4 +1,4 @@
-"""The pools over a plain in-process resource, on both twins of the core."""
+"""The pools over a plain in-process resource, on both builds of the core."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .conftest import check_invariants
 from .resources_async import AsyncRes, Ctx, Interrupted
 
 
-async def test_implementation_follows_the_twin(build: str, make_async: Any) -> None:
+async def test_implementation_follows_the_build(build: str, make_async: Any) -> None:
     pool = await make_async(max_size=1)
     assert (
         type(pool._core).__module__

@@ -1,4 +1,4 @@
-"""Recycling methods and the reset on return, on the real server, on both twins of the core."""
+"""Recycling methods and the reset on return, on the real server, on both builds of the core."""
 
 from __future__ import annotations
 
@@ -290,7 +290,7 @@ async def test_with_conn_inside_a_borrow_does_not_close_it(make_pool_async: Any)
     ],
 )
 async def test_each_client_setting_alone_is_restored(make_pool_async: Any, change: str) -> None:
-    """The borrow path's unchanged-settings check must notice any single change (both twins)."""
+    """The borrow path's unchanged-settings check must notice any single change (both builds)."""
     pool = await make_pool_async(max_size=1)
     async with pool.connection() as conn:
         default_cursor = conn.cursor_factory

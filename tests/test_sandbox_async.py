@@ -1,4 +1,4 @@
-"""The sandbox against the real server: isolation, savepoints, escapes, on both twins of the core."""
+"""The sandbox against the real server: isolation, savepoints, escapes, on both builds of the core."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pytest plugin, run in a child pytest, on both twins."""
+"""The pytest plugin, run in a child pytest, on both builds."""
 
 from __future__ import annotations
 

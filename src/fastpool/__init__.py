@@ -3,7 +3,7 @@
 ``fastpool.Pool`` (threads) pools psycopg connections; ``fastpool.ResourcePool``
 pools anything that implements :class:`fastpool.Resource`.  The bookkeeping
 runs in a compiled core (``fastpool.IMPLEMENTATION == "c"``) or, when that is
-not built or ``FASTPOOL_NO_EXTENSIONS=1`` is set, in its pure-Python twin
+not built or ``FASTPOOL_NO_EXTENSIONS=1`` is set, in its pure-Python build
 (``"python"``).  Logs go to the ``fastpool`` logger.
 """
 

@@ -2,7 +2,7 @@
 #
 # The clock and the socket probe are inline C, read without a Python call; Lock is a mutex
 # taken in C; AsyncBorrow is an awaitable whose result comes back through the ``am_send``
-# slot, with no StopIteration.  Their pure-Python twin is ``_core_pure.py``.
+# slot, with no StopIteration.  Their pure-Python build is ``_core_pure.py``.
 
 from cpython.pythread cimport PyThread_type_lock
 

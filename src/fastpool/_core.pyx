@@ -7,7 +7,7 @@ which runs as it is (the pure-Python core) and is compiled with the types of
 need C itself: the clock and the socket probe (inline, in ``_core.pxd``), the
 mutex the borrow path takes without a Python call, and the asyncio borrow
 whose result comes back through the ``am_send`` slot.  ``_core_pure.py`` is
-their pure-Python twin; ``tests/test_core_c_parts.py`` holds the two to the
+their pure-Python build; ``tests/test_core_c_parts.py`` holds the two to the
 same behaviour.
 """
 

@@ -9,8 +9,9 @@ hot-path gates are written and built the same way (``load_module``), and a
 pool always uses the gates of its core's build.
 
 ``FASTPOOL_NO_EXTENSIONS=1`` selects the pure-Python build, and so does any
-interpreter other than CPython; ``FASTPOOL_REQUIRE_EXTENSIONS=1`` turns a
-missing compiled build into an ImportError instead of a fallback.  Everything
+interpreter other than CPython (whatever else is set); otherwise
+``FASTPOOL_REQUIRE_EXTENSIONS=1`` turns a missing compiled build into an
+ImportError instead of a fallback.  Everything
 in fastpool reaches the core through :data:`core`; the pools read it when they
 are constructed, so that a test can make a pool use either build.
 """
@@ -97,7 +98,7 @@ if TYPE_CHECKING:
     from . import _core_pool as core
 
     IMPLEMENTATION = "python"
-elif NO_EXTENSIONS and not REQUIRE_EXTENSIONS:
+elif NO_EXTENSIONS:  # asked for the pure build: nothing compiled is asked for, or required
     core = load("python")
     IMPLEMENTATION = "python"
 else:

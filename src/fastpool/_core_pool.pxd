@@ -56,6 +56,22 @@ cdef class Waiter:
 
 
 @cython.final
+cdef class DeadlineQueue:
+    cdef object _in_order
+    cdef list _late
+    cdef double _last
+    cdef long long _seq
+
+    @cython.locals(dq=object, kept=list)
+    cpdef add(self, Waiter w, Py_ssize_t live)
+    @cython.locals(dq=object, late=list, at=double)
+    cpdef double earliest(self) except? -1.0
+    @cython.locals(out=list, dq=object, late=list, w=Waiter)
+    cpdef list due(self, double now)
+    cpdef clear(self)
+
+
+@cython.final
 cdef class PoolCore:
     cdef readonly Py_ssize_t max_size
     cdef readonly Py_ssize_t min_size
@@ -71,10 +87,7 @@ cdef class PoolCore:
     cdef Py_ssize_t _in_use
     cdef Py_ssize_t _connecting
     cdef object _waiters
-    cdef object _deadlines
-    cdef list _late
-    cdef double _last_deadline
-    cdef long long _wseq
+    cdef DeadlineQueue _by_deadline
     cdef Py_ssize_t _n_waiting
     cdef Py_ssize_t _dead_waiters
     cdef double _drained_at
@@ -126,11 +139,8 @@ cdef class PoolCore:
     @cython.locals(e=Entry)
     cpdef Entry acquire(self, double now)
     cpdef Py_ssize_t enqueue(self, Waiter waiter, double now)
-    @cython.locals(dq=object, live=list)
-    cdef void _file_deadline(self, Waiter waiter) except *
-    @cython.locals(dq=object, late=list, at=double)
     cpdef double next_deadline(self) except? -1.0
-    @cython.locals(out=list, dq=object, late=list, w=Waiter)
+    @cython.locals(out=list, w=Waiter)
     cpdef list expire(self, double now)
     cdef inline void _time_out(self, Waiter w) noexcept
     @cython.locals(st=int, e=Entry)

@@ -80,6 +80,7 @@ __all__ = [
     "AsyncBorrow",
     "AsyncFastPath",
     "Borrow",
+    "DeadlineQueue",
     "Entry",
     "FastPath",
     "Gates",
@@ -194,15 +195,85 @@ class Waiter:
         self.state = WAITER_WAITING
 
 
+class DeadlineQueue:
+    """Waiters in deadline order, for one timer to time them all out (the core's, per pool).
+
+    Waiters come in deadline order whenever every caller uses the same
+    timeout: they are kept in a deque, O(1) each.  One that comes earlier than
+    the last goes to a heap.  Waiters served or withdrawn before their deadline
+    stay until they reach the front (or until they outnumber the live ones,
+    when both are rebuilt): the cost per waiter does not grow with their number.
+    """
+
+    if not cython.compiled:  # compiled, the .pxd declares the attributes
+        __slots__ = ("_in_order", "_last", "_late", "_seq")
+
+    def __init__(self) -> None:
+        self._in_order: deque[Waiter] = deque()
+        self._late: list[tuple[float, int, Waiter]] = []  # (deadline, arrival, waiter): a heap
+        self._last = -INF  # the deadline at the back of _in_order
+        self._seq = 0
+
+    def add(self, w: Waiter, live: int) -> None:
+        """File ``w`` by its deadline; ``live`` is how many waiters still wait."""
+        dq = self._in_order
+        if len(dq) > 2 * live + 32:  # served and withdrawn ones linger until their turn
+            kept = [x for x in dq if x.state == WAITER_WAITING]
+            self._last = kept[len(kept) - 1].deadline if kept else -INF
+            self._in_order = deque(kept)
+            self._late = [t for t in self._late if t[2].state == WAITER_WAITING]
+            heapify(self._late)
+            dq = self._in_order
+        if not dq or w.deadline >= self._last:
+            dq.append(w)
+            self._last = w.deadline
+        else:
+            self._seq += 1
+            heappush(self._late, (w.deadline, self._seq, w))
+
+    def earliest(self) -> float:
+        """The earliest deadline of a waiter still waiting (INF: none)."""
+        dq = self._in_order
+        while dq and dq[0].state != WAITER_WAITING:
+            dq.popleft()
+        late = self._late
+        while late and late[0][2].state != WAITER_WAITING:
+            heappop(late)
+        at = dq[0].deadline if dq else INF
+        if late and late[0][0] < at:
+            at = late[0][0]
+        return at
+
+    def due(self, now: float) -> list[Waiter]:
+        """Remove and return the waiters still waiting whose deadline is ``now`` or past, in order."""
+        out: list[Waiter] = []
+        dq = self._in_order
+        while dq and dq[0].deadline <= now:
+            w = dq.popleft()
+            if w.state == WAITER_WAITING:
+                out.append(w)
+        late = self._late
+        while late and late[0][0] <= now:
+            w = heappop(late)[2]
+            if w.state == WAITER_WAITING:
+                out.append(w)
+        return out
+
+    def clear(self) -> None:
+        """Forget every waiter (the pool closed)."""
+        self._in_order.clear()
+        self._late.clear()
+
+
 class PoolCore:
     """Non-blocking pool bookkeeping; see the module docstring."""
 
     if not cython.compiled:  # compiled, the .pxd declares the attributes
         __slots__ = (
+            "_by_deadline",
             "_cap",
             "_connecting",
             "_dead_waiters",
-            "_deadlines",
             "_drain_spread",
             "_drained_at",
             "_h_connect",
@@ -211,8 +282,6 @@ class PoolCore:
             "_head",
             "_idle_timeout",
             "_in_use",
-            "_last_deadline",
-            "_late",
             "_lifo",
             "_max_lifetime",
             "_max_uses",
@@ -223,7 +292,6 @@ class PoolCore:
             "_serial",
             "_verify_after",
             "_waiters",
-            "_wseq",
             "closed",
             "doomed",
             "keep_idle",
@@ -266,10 +334,7 @@ class PoolCore:
         self._in_use = 0
         self._connecting = 0
         self._waiters: deque[Waiter] = deque()  # FIFO: who is served next
-        self._deadlines: deque[Waiter] = deque()  # the same waiters by deadline, when they come in order
-        self._late: list[tuple[float, int, Waiter]] = []  # a heap of those that came out of order
-        self._last_deadline = -INF  # the deadline at the back of _deadlines
-        self._wseq = 0
+        self._by_deadline = DeadlineQueue()  # the same waiters, by deadline
         self._n_waiting = 0
         self._dead_waiters = 0
         self._drained_at = -INF
@@ -318,7 +383,7 @@ class PoolCore:
 
     @property
     def connecting(self) -> int:
-        """Number of connects the shell was told to start and has not finished."""
+        """Number of connects the pool was told to start and has not finished."""
         return self._connecting
 
     @property
@@ -468,58 +533,21 @@ class PoolCore:
         self._n_waiting += 1
         self.n_waits += 1
         if waiter.deadline != INF:
-            self._file_deadline(waiter)
+            self._by_deadline.add(waiter, self._n_waiting)
         return self._reserve()
-
-    def _file_deadline(self, waiter: Waiter) -> None:
-        """Keep ``waiter`` in deadline order: at the back of ``_deadlines`` when it is not earlier
-        than the last there (one timeout for every caller: always), else in the ``_late`` heap."""
-        dq = self._deadlines
-        if len(dq) > 2 * self._n_waiting + 32:  # served and withdrawn ones linger until their turn
-            live = [w for w in dq if w.state == WAITER_WAITING]
-            self._last_deadline = live[len(live) - 1].deadline if live else -INF
-            self._deadlines = deque(live)
-            self._late = [t for t in self._late if t[2].state == WAITER_WAITING]
-            heapify(self._late)
-            dq = self._deadlines
-        if not dq or waiter.deadline >= self._last_deadline:
-            dq.append(waiter)
-            self._last_deadline = waiter.deadline
-        else:
-            self._wseq += 1
-            heappush(self._late, (waiter.deadline, self._wseq, waiter))
 
     def next_deadline(self) -> float:
         """The earliest deadline of a waiter still waiting (INF: none)."""
-        dq = self._deadlines
-        while dq and dq[0].state != WAITER_WAITING:
-            dq.popleft()
-        late = self._late
-        while late and late[0][2].state != WAITER_WAITING:
-            heappop(late)
-        at = dq[0].deadline if dq else INF
-        if late and late[0][0] < at:
-            at = late[0][0]
-        return at
+        return self._by_deadline.earliest()
 
     def expire(self, now: float) -> list[Waiter]:
         """Time out every waiter whose deadline is ``now`` or past; return them (``WAITER_TIMED_OUT``).
 
         Each leaves the queue: the pool wakes it, and it raises its timeout.
         """
-        out: list[Waiter] = []
-        dq = self._deadlines
-        while dq and dq[0].deadline <= now:
-            w = dq.popleft()
-            if w.state == WAITER_WAITING:
-                self._time_out(w)
-                out.append(w)
-        late = self._late
-        while late and late[0][0] <= now:
-            w = heappop(late)[2]
-            if w.state == WAITER_WAITING:
-                self._time_out(w)
-                out.append(w)
+        out = self._by_deadline.due(now)
+        for w in out:
+            self._time_out(w)
         return out
 
     def _time_out(self, w: Waiter) -> None:
@@ -626,7 +654,7 @@ class PoolCore:
         return self._reserve()
 
     def fail_waiter(self) -> Waiter | None:
-        """Pop the oldest live waiter and mark it failed (the shell sets its error)."""
+        """Pop the oldest live waiter and mark it failed (the pool sets its error)."""
         w = self._pop_live_waiter()
         if w is not None:
             w.state = WAITER_FAILED
@@ -778,12 +806,11 @@ class PoolCore:
                 break
             out.append(w)
         self._dead_waiters = 0
-        self._deadlines.clear()
-        self._late.clear()
+        self._by_deadline.clear()
         return out
 
     def take_doomed(self) -> list[Entry]:
-        """Return and clear the list of entries the shell must close."""
+        """Return and clear the list of entries the pool must close."""
         d = self.doomed
         if not d:
             return []
@@ -909,7 +936,7 @@ class NoLock:
 
 
 def _check_timeout(timeout: Any) -> None:
-    """A per-call ``timeout`` must be None or finite seconds >= 0 (the same errors as the shells')."""
+    """A per-call ``timeout`` must be None or finite seconds >= 0 (the same errors as the pools')."""
     if type(timeout) is not float and type(timeout) is not int:
         raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
     t = timeout

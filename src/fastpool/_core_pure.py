@@ -1,4 +1,4 @@
-"""Pure-Python twin of ``fastpool._core``: what the compiled core does in C.
+"""pure-Python build of ``fastpool._core``: what the compiled core does in C.
 
 The clock, the socket probe, the borrow path's mutex and the asyncio borrow
 (an async context manager that is also a finished awaitable).  The pure-Python

@@ -23,6 +23,7 @@ __all__ = [
     "C",
     "ConnT",
     "Conninfo",
+    "FastpoolExtras",
     "HistogramStats",
     "Hook",
     "Kwargs",
@@ -65,6 +66,17 @@ class PoolSettings(TypedDict, total=False):
     name: str | None
     max_uses: int
     leak_timeout: float | None
+    queue_target: float | None
+    queue_interval: float
+
+
+class FastpoolExtras(TypedDict, total=False):
+    """fastpool's options that other libraries' pools lack, which its drop-in surfaces take too."""
+
+    fail_fast_after: float | None
+    release_timeout: float
+    leak_timeout: float | None
+    max_uses: int
     queue_target: float | None
     queue_interval: float
 

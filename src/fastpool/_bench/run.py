@@ -29,9 +29,9 @@ from .shapes import (
     Impl,
     Unavailable,
     async_pg,
+    builds,
     plain,
     sync_pg,
-    twins,
 )
 
 Shape = dict[str, Callable[[int], None]]  # implementation -> run(n borrows)
@@ -302,13 +302,13 @@ def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
         for c in conns:
             c.close()
 
-    for twin in twins():  # loaded before tracing: a module's first import is not per connection
-        _core_build.load(twin)  # type: ignore[arg-type]
+    for build in builds():  # loaded before tracing: a module's first import is not per connection
+        _core_build.load(build)  # type: ignore[arg-type]
     raw = traced(lambda: [psycopg.connect(dsn) for _ in range(n)], close_all)
 
-    def pool_of(twin: str) -> Any:
+    def pool_of(build: str) -> Any:
         saved = _core_build.core
-        _core_build.core = _core_build.load(twin)  # type: ignore[arg-type]
+        _core_build.core = _core_build.load(build)  # type: ignore[arg-type]
         try:
             p = Pool(dsn, min_size=n, max_size=n)
         finally:
@@ -316,7 +316,7 @@ def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
         p.wait()
         return p
 
-    rows = {f"fastpool[{t}]": traced(partial(pool_of, t), lambda p: p.close()) for t in twins()}
+    rows = {f"fastpool[{t}]": traced(partial(pool_of, t), lambda p: p.close()) for t in builds()}
     try:
         import psycopg_pool
 
@@ -349,11 +349,11 @@ def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
     rounds, batch = (5, 200) if quick else (25, 2000)
     closers: list[Callable[[], Any]] = []
     skipped: list[str] = []
-    twins_here = twins()
+    builds_here = builds()
     default = _core_build.IMPLEMENTATION
-    out.write(f"fastpool bench: core twins {', '.join(twins_here)} (in use by default: {default})\n")
-    if "c" not in twins_here:
-        out.write("note: the compiled core is not built here; ratios are against the pure twin\n")
+    out.write(f"fastpool bench: core builds {', '.join(builds_here)} (in use by default: {default})\n")
+    if "c" not in builds_here:
+        out.write("note: the compiled core is not built here; ratios are against the pure-Python build\n")
     try:
         for title, build in shapes(dsn, skipped).items():
             shape = build(closers)

@@ -48,10 +48,10 @@ __all__ = [
     "Impl",
     "Unavailable",
     "async_pg",
+    "builds",
     "plain",
     "resolve_dsn",
     "sync_pg",
-    "twins",
 ]
 
 LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
@@ -112,8 +112,8 @@ class Impl:
     cm: Callable[[], Any] | None = None
 
 
-def twins() -> list[str]:
-    """The core twins that can run here, the compiled one first."""
+def builds() -> list[str]:
+    """The core builds that can run here, the compiled one first."""
     out = ["python"]
     try:
         _core_build.load("c")
@@ -123,16 +123,16 @@ def twins() -> list[str]:
     return out
 
 
-def _twin_of(name: str) -> str:
-    twin = "c" if name.startswith("fastpool[c]") else "python"
-    if twin not in twins():
+def _build_of(name: str) -> str:
+    build = "c" if name.startswith("fastpool[c]") else "python"
+    if build not in builds():
         raise Unavailable("the compiled core is not built here")
-    return twin
+    return build
 
 
-def _with_twin(twin: str, make: Callable[[], Any]) -> Any:
+def _with_build(build: str, make: Callable[[], Any]) -> Any:
     saved = _core_build.core
-    _core_build.core = _core_build.load(twin)  # type: ignore[arg-type]
+    _core_build.core = _core_build.load(build)  # type: ignore[arg-type]
     try:
         return make()
     finally:
@@ -271,7 +271,7 @@ def plain(name: str) -> Impl:
     """Borrow + return of a plain resource (no database)."""
     if name.startswith("floor"):
         return floor_lock()
-    pool = _with_twin(_twin_of(name), lambda: ResourcePool(_Thing, None, min_size=SIZE, max_size=SIZE))
+    pool = _with_build(_build_of(name), lambda: ResourcePool(_Thing, None, min_size=SIZE, max_size=SIZE))
 
     def op() -> None:
         with pool.connection():
@@ -303,15 +303,15 @@ def sync_pg(name: str, dsn: str, *, query: str | None = None, autocommit: bool =
         return Impl(name, ded, conn.close, conn)
     getconn = name.endswith("getconn/putconn")
     if name.startswith("fastpool") and "ConnectionPool" in name:  # the drop-in surface
-        pool: Any = _with_twin(
-            _twin_of(name),
+        pool: Any = _with_build(
+            _build_of(name),
             lambda: ConnectionPool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit), open=False),
         )
         pool.open(wait=True)
     elif name.startswith("fastpool"):
         leak = 60.0 if name.endswith("leak_timeout") else None  # its cost when on
-        pool = _with_twin(
-            _twin_of(name),
+        pool = _with_build(
+            _build_of(name),
             lambda: Pool(dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit), leak_timeout=leak),
         )
     elif name.startswith("psycopg_pool"):
@@ -367,6 +367,43 @@ def sync_pg(name: str, dsn: str, *, query: str | None = None, autocommit: bool =
 # -- psycopg, asyncio ------------------------------------------------------------------------------
 
 
+def _asyncpg_pool(dsn: str, loop: asyncio.AbstractEventLoop, query: str | None) -> Impl:
+    """asyncpg's own pool, as ``async_pg`` builds the others."""
+    asyncpg = _import("asyncpg")
+    p = conninfo_to_dict(dsn)
+
+    async def make() -> Any:  # created inside the loop it will run on
+        return await asyncpg.create_pool(
+            host=p.get("host"),
+            port=int(str(p.get("port") or 5432)),
+            user=p.get("user"),
+            database=p.get("dbname"),
+            password=p.get("password"),
+            min_size=SIZE,
+            max_size=SIZE,
+        )
+
+    try:
+        pool = loop.run_until_complete(make())
+    except Exception as exc:  # e.g. an authentication method asyncpg lacks
+        raise Unavailable(f"asyncpg could not connect ({type(exc).__name__})") from exc
+    cm = pool.acquire
+    close = lambda: loop.run_until_complete(pool.close())  # noqa: E731
+    if query is None:
+
+        async def op() -> None:
+            async with cm():
+                pass
+
+        return Impl("asyncpg", op, close, pool, cm)
+
+    async def apg() -> None:
+        async with cm() as conn:
+            await conn.fetchval(query)
+
+    return Impl("asyncpg", apg, close, pool)
+
+
 def async_pg(
     name: str,
     dsn: str,
@@ -379,8 +416,8 @@ def async_pg(
     if name.startswith("floor"):
         return floor_async()
     if name.startswith("fastpool") and "ConnectionPool" in name:  # the drop-in surface
-        pool: Any = _with_twin(
-            _twin_of(name),
+        pool: Any = _with_build(
+            _build_of(name),
             lambda: AsyncConnectionPool(
                 dsn, min_size=SIZE, max_size=SIZE, kwargs=_kwargs(autocommit), open=False
             ),
@@ -388,8 +425,8 @@ def async_pg(
         loop.run_until_complete(pool.open(wait=True))
         cm = pool.connection
     elif name.startswith("fastpool"):
-        pool = _with_twin(
-            _twin_of(name),
+        pool = _with_build(
+            _build_of(name),
             lambda: AsyncPool(
                 dsn,
                 min_size=SIZE,
@@ -408,32 +445,7 @@ def async_pg(
         loop.run_until_complete(pool.open(wait=True))
         cm = pool.connection
     elif name == "asyncpg":
-        asyncpg = _import("asyncpg")
-        p = conninfo_to_dict(dsn)
-
-        async def make() -> Any:  # created inside the loop it will run on
-            return await asyncpg.create_pool(
-                host=p.get("host"),
-                port=int(str(p.get("port") or 5432)),
-                user=p.get("user"),
-                database=p.get("dbname"),
-                password=p.get("password"),
-                min_size=SIZE,
-                max_size=SIZE,
-            )
-
-        try:
-            pool = loop.run_until_complete(make())
-        except Exception as exc:  # e.g. an authentication method asyncpg lacks
-            raise Unavailable(f"asyncpg could not connect ({type(exc).__name__})") from exc
-        cm = pool.acquire
-        if query is not None:
-
-            async def apg() -> None:
-                async with cm() as conn:
-                    await conn.fetchval(query)
-
-            return Impl(name, apg, lambda: loop.run_until_complete(pool.close()), pool)
+        return _asyncpg_pool(dsn, loop, query)
     else:
         raise ValueError(f"unknown implementation {name!r}")
     if query is None:

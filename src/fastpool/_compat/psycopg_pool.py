@@ -43,12 +43,12 @@ from .._drivers.psycopg import PsycopgDriver, run_autocommit
 from .._meta import ConnectionMetadata
 from .._pool.base import BasePool
 from .._settings import MAX_SIZE, PoolConfig, check_bool, check_callable, check_count
-from .._types import Conninfo, ConnT, Kwargs
+from .._types import Conninfo, ConnT, FastpoolExtras, Kwargs
 from ..errors import PoolTimeout
 from ..recycle import Recycle
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
 __all__ = ["ConnectionPool", "NullConnectionPool"]
 
@@ -121,9 +121,11 @@ class ConnectionPool(BasePool[ConnT]):
     ``close_returns``, ``timeout=30``, ``max_waiting=0``,
     ``max_lifetime=3600``, ``max_idle=600``, ``reconnect_timeout=300``,
     ``reconnect_failed(pool)``, ``num_workers=3``; plus fastpool's
-    ``recycle``, ``fail_fast_after`` (off by default here, as psycopg_pool has
-    no such thing), ``release_timeout`` and ``transaction_pooling`` (for
-    PgBouncer's transaction mode). The callbacks may be plain functions.
+    ``recycle`` and ``transaction_pooling`` (for PgBouncer's transaction mode),
+    and the options of :class:`FastpoolExtras`: ``fail_fast_after`` (off by
+    default here, as psycopg_pool has no such thing), ``release_timeout``,
+    ``leak_timeout``, ``max_uses``, ``queue_target`` and ``queue_interval``.
+    The callbacks may be plain functions.
     """
 
     _driver: PsycopgDriver
@@ -154,13 +156,8 @@ class ConnectionPool(BasePool[ConnT]):
         reconnect_failed: Callable[[ConnectionPool[Any]], Any] | None = None,
         num_workers: int = 3,
         recycle: Recycle = Recycle.FAST,
-        fail_fast_after: float | None = None,
-        release_timeout: float = 5.0,
         transaction_pooling: bool = False,
-        leak_timeout: float | None = None,
-        max_uses: int = 0,
-        queue_target: float | None = None,
-        queue_interval: float = 1.0,
+        **extras: Unpack[FastpoolExtras],
     ) -> None:
         if min_size is None:
             min_size = 0 if self._null else 4
@@ -171,6 +168,7 @@ class ConnectionPool(BasePool[ConnT]):
         check_bool("close_returns", close_returns, owner=owner)
         for opt, fn in (("configure", configure), ("check", check), ("reset", reset)):
             check_callable(opt, fn, owner=owner)
+        fastpool_extras: FastpoolExtras = {"fail_fast_after": None, **extras}  # (off: psycopg_pool has none)
         # every option the pools share is checked once, there, under psycopg_pool's names
         config = PoolConfig(
             owner=owner,
@@ -190,27 +188,15 @@ class ConnectionPool(BasePool[ConnT]):
             name=name,
             reconnect_timeout=reconnect_timeout,
             reconnect_failed=reconnect_failed,
-            fail_fast_after=fail_fast_after,
-            release_timeout=release_timeout,
             keep_idle=not self._null,
-            leak_timeout=leak_timeout,
-            max_uses=max_uses,
-            queue_target=queue_target,
-            queue_interval=queue_interval,
+            **fastpool_extras,
         )
         self.conninfo = conninfo
         self.kwargs = kwargs
         self.connection_class = connection_class
-        self._configure = configure
-        self._check_cb = check
-        self._reset_cb = reset
-        self.timeout = config.acquire_timeout
-        self.max_waiting = max_waiting
-        self.max_lifetime = config.max_lifetime
-        self.max_idle = config.idle_timeout
-        self.reconnect_timeout = config.reconnect_timeout
-        self.num_workers = num_workers
+        self._configure, self._check_cb, self._reset_cb = configure, check, reset
         self._max_size_arg = max_size
+        self._keep_psycopg_pool_names(config)
         self._baseline: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self._stats_lock = threading.Lock()  # get_stats/pop_stats, atomic with each other
         # psycopg_pool's open=None: open now, and warn at the first use (it will change)
@@ -219,6 +205,15 @@ class ConnectionPool(BasePool[ConnT]):
                          transaction_pooling=transaction_pooling)  # fmt: skip
         super().__init__(driver, config)
         self._driver.close_returns = bool(close_returns) and not self._null
+
+    def _keep_psycopg_pool_names(self, config: PoolConfig) -> None:
+        """The options as psycopg_pool's attributes (``pool.timeout``, ``pool.max_idle``...)."""
+        self.timeout = config.acquire_timeout
+        self.max_waiting = config.max_waiting
+        self.max_lifetime = config.max_lifetime
+        self.max_idle = config.idle_timeout
+        self.reconnect_timeout = config.reconnect_timeout
+        self.num_workers = config.num_workers
 
     def _check_size(self, min_size: int, max_size: int | None) -> tuple[int, int]:
         """psycopg_pool's size rules, under its messages; return (min_size, the core's max_size)."""

@@ -29,13 +29,9 @@ a connection whose server no longer matches is discarded, never handed out.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import typing
-from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import unquote
 
 import psycopg
 from psycopg import pq
@@ -43,18 +39,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .. import _core_build
 from .._core_build import build_of, load_module
-from .._settings import session_needed
-from ..errors import PoolTimeout
 from ..recycle import Recycle
-from .base import Driver
+from .postgres import PostgresDriver, conninfo_secrets, endpoints, role_problem, scrub
 
-__all__ = [
-    "ASYNC_SETTERS",
-    "PsycopgDriverBase",
-    "changes",
-    "conninfo_secrets",
-    "scrub",
-]
+__all__ = ["ASYNC_SETTERS", "PsycopgDriverBase", "changes", "forget_prepared"]
 
 logger = logging.getLogger("fastpool")
 
@@ -75,88 +63,6 @@ _TRANSIENT_FATAL = (
     "sorry, too many clients",
 )
 _TRANSIENT_SQLSTATES = frozenset({"57P03", "53300", "08000", "08001", "08006"})
-
-# target_session_attrs values libpq knows; those the pool checks after connecting (core ROLE_*)
-_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
-_ROLE_CODES = {"read-write": 1, "primary": 2, "read-only": 3, "standby": 4}
-_MAX_SECRETS = 16  # passwords remembered for scrubbing when a conninfo function rotates them
-
-
-def endpoints(params: Mapping[str, Any]) -> str:
-    """``host:port`` for each server a conninfo names, comma-separated (libpq pairs the lists)."""
-    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
-    ports = str(params.get("port") or "5432").split(",")
-    if len(ports) == 1:
-        ports = ports * len(hosts)
-    out = []
-    for i, host in enumerate(hosts):
-        port = ports[i] if i < len(ports) else ports[-1]
-        port = port or "5432"
-        if not host or host.startswith("/") or host.startswith("@"):
-            out.append(f"local socket (port {port})")
-        else:
-            out.append(f"{host}:{port}")
-    return ",".join(out)
-
-
-def session_attrs(params: Mapping[str, Any]) -> str | None:
-    """The ``target_session_attrs`` the pool must keep checking (None: any server will do).
-
-    ``ValueError`` names the option for a value libpq would refuse.
-    """
-    value = params.get("target_session_attrs") or os.environ.get("PGTARGETSESSIONATTRS") or "any"
-    if value not in _SESSION_ATTRS:
-        raise ValueError(f"target_session_attrs must be one of {', '.join(_SESSION_ATTRS)}; got {value!r}")
-    return value if value in _ROLE_CODES else None
-
-
-def role_problem(pgconn: Any, target: str) -> str:
-    """What the server of ``pgconn`` reported that ``target`` does not accept (for messages)."""
-    hot = pgconn.parameter_status(b"in_hot_standby") == b"on"
-    if target in {"primary", "standby"}:
-        return "a standby (in_hot_standby=on)" if hot else "a primary (in_hot_standby=off)"
-    if target == "read-only":
-        return "writable (in_hot_standby=off, default_transaction_read_only=off)"
-    return f"read-only ({'in_hot_standby=on' if hot else 'default_transaction_read_only=on'})"
-
-
-# where a password can stand in a conninfo or in a message quoting one
-_URI_USERINFO = re.compile(r"(?P<pre>\b[a-z][a-z0-9+.-]*://[^:/?#@\s\"']*:)(?P<pw>[^@/?#\s\"']*)(?=@)", re.I)
-_URI_PARAM = re.compile(r"(?P<pre>[?&]password=)(?P<pw>[^&#\s\"']*)", re.I)
-_KEYWORD = re.compile(r"(?P<pre>(?<![?&])\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s'\"]+)", re.I)
-_PATTERNS = (_URI_USERINFO, _URI_PARAM, _KEYWORD)
-
-
-def conninfo_secrets(conninfo: str, kwargs: Mapping[str, Any]) -> list[str]:
-    """Every form the password takes in ``conninfo`` and ``kwargs`` (raw, unquoted, decoded), longest first.
-
-    Found by patterns, so that a conninfo libpq cannot parse still has its password hidden.
-    """
-    found: set[str] = set()
-    if kwargs.get("password"):
-        found.add(str(kwargs["password"]))
-    for pattern in _PATTERNS:
-        for m in pattern.finditer(conninfo):
-            pw = m.group("pw")
-            if not pw:
-                continue
-            found.add(pw)
-            if pw.startswith("'"):
-                found.add(pw.strip("'").replace("\\'", "'").replace("\\\\", "\\"))
-            try:
-                found.add(unquote(pw, errors="strict"))
-            except UnicodeDecodeError:
-                pass
-    return sorted((s for s in found if s), key=len, reverse=True)
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """``text`` with every password hidden: the known ones, and any a conninfo in it carries."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group('pre')}***" if m.group("pw") else m.group(0), text)
-    return text
 
 
 def changes(st: Any, conn: Any) -> list[tuple[str, Any]] | None:
@@ -219,7 +125,7 @@ def _gates_module(mod: Any) -> Any:
     return mod if mod is not None else load_module(f"{__package__}.psycopg_gates", build_of(_core_build.core))
 
 
-class PsycopgDriverBase(Driver):
+class PsycopgDriverBase(PostgresDriver):
     """What the asyncio and threaded psycopg drivers share: no I/O here (internal).
 
     ``close_returns`` and ``putconn`` make the driver the object psycopg finds
@@ -232,6 +138,7 @@ class PsycopgDriverBase(Driver):
     has_finish = True
     ready_gate = True  # needs_check is the socket probe: the borrow path runs it inline (the gates' ready)
     connection_base: ClassVar[type[Any]] = psycopg.Connection  # what connection_class must derive from
+    connect_error_class = psycopg.OperationalError
 
     def __init__(
         self,
@@ -243,15 +150,7 @@ class PsycopgDriverBase(Driver):
         *,
         transaction_pooling: bool = False,
     ) -> None:
-        if not (isinstance(conninfo, str) or callable(conninfo)):
-            raise TypeError(
-                f"conninfo must be a str or a function returning one, got {type(conninfo).__name__}"
-            )
-        if not (kwargs is None or isinstance(kwargs, Mapping) or callable(kwargs)):
-            raise TypeError(
-                "kwargs must be a mapping of connection parameters or a function returning one, "
-                f"got {type(kwargs).__name__}"
-            )
+        super().__init__(conninfo, kwargs, recycle, transaction_pooling)
         base = self.connection_base
         cls = typing.get_origin(connection_class) or connection_class  # MyConnection[MyRow] too
         if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -259,20 +158,6 @@ class PsycopgDriverBase(Driver):
                 f"connection_class must be {base.__module__}.{base.__qualname__} or a subclass, "
                 f"got {connection_class!r}"
             )
-        if not isinstance(recycle, Recycle):
-            raise TypeError(f"recycle must be a fastpool.Recycle, got {type(recycle).__name__}")
-        if not isinstance(transaction_pooling, bool):
-            raise TypeError(f"transaction_pooling must be True or False, got {transaction_pooling!r}")
-        if transaction_pooling and recycle.sql is not None:
-            raise ValueError(
-                session_needed(f"recycle={recycle!r}", "it resets the session at every return", "this pool")
-            )
-        self.transaction_pooling = transaction_pooling
-        self.recycle = recycle
-        self.always_check = recycle.verify_on_acquire
-        self._recycle_sql = recycle.sql
-        self._clean = recycle == Recycle.CLEAN
-        self.return_gate = self._recycle_sql is None  # the borrow path may idle an unchanged connection
         self._epoch = 0  # bumped by clear_prepared()
         self._gates_mod: Any = None  # the gates' module, in the build of the core the pool uses
         self.gates: Any = None
@@ -280,13 +165,6 @@ class PsycopgDriverBase(Driver):
         self.log = logger  # the pool's logger (the psycopg_pool surface logs where psycopg_pool did)
         self._default_connect_timeout = default_connect_timeout
         self.connection_class: Any = connection_class
-        self._secrets: list[str] = []
-        self.target_session_attrs: str | None = None
-        self._role = 0
-        #: what the pool was given: either may be a function, called for each new connection
-        self.conninfo_source = conninfo
-        self.kwargs_source = kwargs
-        self.dynamic = callable(conninfo) or callable(kwargs)
         if not self.dynamic:
             self.conninfo, self.kwargs = self.resolve(conninfo, kwargs)
         else:
@@ -295,24 +173,13 @@ class PsycopgDriverBase(Driver):
                 self.resolve(conninfo, {})  # checked now, and its password learnt
             self._target = "the servers the conninfo function names"
 
-    def params_error(self, exc: BaseException) -> psycopg.OperationalError:
-        """The error of a conninfo or kwargs function that raised: a failed connect, retried."""
-        err = psycopg.OperationalError(
-            f"the conninfo or kwargs function raised {type(exc).__name__}: {self.redact(str(exc))}"
-        )
-        err.__cause__ = self.safe_error(exc)
-        return err
-
     def resolve(self, conninfo: Any, kwargs: Any) -> tuple[str, dict[str, Any]]:
         """Check connection parameters; return what ``connect`` passes to psycopg.
 
         Learns their password (for scrubbing), the server role they target and the
         servers they name (for messages).  ``TypeError``/``ValueError`` name the problem.
         """
-        if not isinstance(conninfo, str):
-            raise TypeError(f"the conninfo function must return a str, got {type(conninfo).__name__}")
-        if kwargs is not None and not isinstance(kwargs, Mapping):
-            raise TypeError(f"the kwargs function must return a mapping, got {type(kwargs).__name__}")
+        self.check_returned(conninfo, kwargs)
         kwargs = dict(kwargs or {})
         if self.transaction_pooling:  # a prepared statement lives in one server session, which is not ours
             kwargs["prepare_threshold"] = None
@@ -324,17 +191,10 @@ class PsycopgDriverBase(Driver):
             error = f"conninfo: {scrub(str(exc), [*secrets, *self._secrets])}"
         if error is not None:  # raised out of the except block: libpq's text is not even the context
             raise ValueError(error)
-        if params.get("password"):
-            secrets.append(str(params["password"]))
-        if secrets:  # rotating credentials: remember the latest few, whatever old messages quote
-            known = [s for s in self._secrets if s not in secrets][: _MAX_SECRETS - len(secrets)]
-            self._secrets = sorted({*secrets, *known}, key=len, reverse=True)
-        self.target_session_attrs = session_attrs(params)
-        self._role = _ROLE_CODES.get(self.target_session_attrs or "", 0)  # the core's ROLE_*
+        self.learn(secrets, params)
         timeout = self._default_connect_timeout
         if timeout is not None and "connect_timeout" not in params:
             kwargs["connect_timeout"] = max(2, int(timeout + 0.999))
-        self._target = endpoints(params)
         return conninfo, kwargs
 
     # -- shared, I/O-free -------------------------------------------------------
@@ -374,37 +234,8 @@ class PsycopgDriverBase(Driver):
         except (OSError, ValueError, psycopg.OperationalError):
             return True
 
-    def forget(self, conn: Any) -> None:
-        """Point the child's copy of the socket at ``/dev/null``: the parent's session is untouched,
-        and whatever the child's copy of the connection sends (a Terminate when collected) goes nowhere."""
-        try:
-            fd = conn.pgconn.socket
-        except Exception:  # closed already
-            return
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            os.dup2(null, fd)
-        finally:
-            os.close(null)
-
-    def interrupt(self, conn: Any) -> bool:
-        """Shut the connection's socket down: blocked I/O on it fails at once, and nothing
-        (no cancel request, no Terminate message) is sent on a path that is known to be stuck."""
-        try:
-            fd = conn.pgconn.socket
-        except Exception:  # closed already: nothing is in progress
-            return True
-        try:
-            s = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)  # a duplicate descriptor
-        except OSError:
-            return True
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        finally:
-            s.close()
-        return True
+    def socket_fd(self, conn: Any) -> int:
+        return int(conn.pgconn.socket)
 
     def idle_dead(self, entry: Any) -> bool:
         # An idle connection has nothing to read unless the server spoke first:
@@ -426,34 +257,8 @@ class PsycopgDriverBase(Driver):
             return True
         return any(s in msg for s in _TRANSIENT_FATAL)
 
-    def connect_error(self, exc: BaseException) -> BaseException:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err = PoolTimeout(f"couldn't connect to {self._target}: {self.redact(first)}")
-        err.__cause__ = self.safe_error(exc)
-        return err
-
-    def safe_error(self, exc: BaseException | None) -> BaseException | None:
-        if exc is None:
-            return None
-        text = str(exc)
-        clean = self.redact(text)
-        if clean == text:
-            return exc
-        try:
-            safe = type(exc)(clean)
-        except Exception:
-            safe = psycopg.OperationalError(clean)
-        safe.__cause__ = self.safe_error(exc.__cause__)
-        return safe
-
     def hook_retryable(self, exc: BaseException) -> bool:
         return isinstance(exc, (psycopg.OperationalError, OSError))
-
-    def describe(self) -> str:
-        return self._target
-
-    def redact(self, text: str) -> str:
-        return scrub(text, self._secrets)
 
     def _begin_reset(self, entry: Any) -> int:
         """Classify a returned connection: 0 close it (broken, or mid-query), 1 it is idle, 2 roll it back."""
@@ -488,8 +293,9 @@ class PsycopgDriverBase(Driver):
         if target is None or _gates_module(self._gates_mod).role_ok(pgconn, self._role):
             return None
         where = endpoints({"host": pgconn.host.decode(), "port": pgconn.port.decode()})
+        hot = pgconn.parameter_status(b"in_hot_standby") == b"on"
         return psycopg.OperationalError(
-            f"{where}: the server is now {role_problem(pgconn, target)}; "
+            f"{where}: the server is now {role_problem(hot, target)}; "
             f"the pool wants target_session_attrs={target}"
         )
 

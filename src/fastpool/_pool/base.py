@@ -57,6 +57,7 @@ from ..errors import PoolClosed, PoolTimeout, WrongPoolError
 from .checkout import PooledConnection
 from .common import PoolCommon, borrow_path, reap_tick
 from .connecting import Connector
+from .messages import eager_open_error
 from .returning import Returner
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class BasePool(PoolCommon[C]):
                 self._fast.release(e, monotonic())
             self.close(0)
             if isinstance(exc, PoolTimeout):
-                raise self._eager_open_error(exc, want) from self._driver.safe_error(exc.__cause__)
+                raise eager_open_error(self, exc, want) from self._driver.safe_error(exc.__cause__)
             raise
         for e in held:
             self._fast.release(e, monotonic())

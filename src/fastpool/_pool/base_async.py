@@ -56,6 +56,7 @@ from ..errors import PoolClosed, PoolTimeout, WrongPoolError
 from .checkout_async import AsyncPooledConnection
 from .common import PoolCommon, borrow_path, reap_tick
 from .connecting_async import AsyncConnector
+from .messages import eager_open_error
 from .returning_async import AsyncReturner
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ class AsyncBasePool(PoolCommon[C]):
                 self._fast.release(e, monotonic())
             await self.close(0)
             if isinstance(exc, PoolTimeout):
-                raise self._eager_open_error(exc, want) from self._driver.safe_error(exc.__cause__)
+                raise eager_open_error(self, exc, want) from self._driver.safe_error(exc.__cause__)
             raise
         for e in held:
             self._fast.release(e, monotonic())

@@ -36,7 +36,9 @@ from .._types import C, PoolStats
 from ..errors import PoolClosed, PoolTimeout, TooManyRequests
 from .breaker import Breaker
 from .leaks import LeakTracker
+from .messages import closed_error, timeout_error, wait_error
 from .shedding import Shedder
+from .stats import stats_of
 
 __all__ = ["PoolCommon", "borrow_path", "reap_tick"]
 
@@ -242,24 +244,7 @@ class PoolCommon(Generic[C]):
         ``requests`` (hits + waits).  Histograms (seconds, fixed buckets):
         ``wait_time``, ``use_time``, ``connect_time``.  See :class:`PoolStats`.
         """
-        with self._lock:
-            s: dict[str, Any] = self._core.stats()
-            s.update(self._counters)
-            hists = self._core.histograms()
-        s["usage_ms"] = int(self._core.usage * 1000.0)
-        s["leaks"] = 0 if self._leaks is None else self._leaks.count
-        s["requests"] = s["hits"] + s["waits"]
-        now = monotonic()
-        s["breaker_open"] = self._breaker.is_open(now)
-        s["failing_for"] = self._breaker.failing_for(now)
-        s["dedicated"] = self._dedicated
-        s["name"] = self._name
-        s["closed"] = self._closed
-        s["paused"] = self._core.paused
-        bounds = self._core_mod.HIST_BOUNDS
-        for key, (counts, total) in hists.items():
-            s[f"{key}_time"] = {"bounds": bounds, "counts": counts, "sum": total, "count": sum(counts)}
-        return s  # type: ignore[return-value]  # (built from the core's plain dict)
+        return stats_of(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"size={self._core.size}"
@@ -545,7 +530,7 @@ class PoolCommon(Generic[C]):
                 if e is None and w.error is None:
                     self._counters["shed" if shed else "timeouts"] += 1
             if e is None:
-                raise self._wait_error(w, shed, start, timeout)
+                raise wait_error(self, w, shed, start, timeout)
         waited = monotonic() - start
         with self._lock:
             self._counters["wait_ms"] += int(waited * 1000)
@@ -553,18 +538,6 @@ class PoolCommon(Generic[C]):
         if self._shedder is not None:
             self._shedder.observe(start, waited, self._core.n_hits)
         return e
-
-    def _wait_error(self, w: Any, shed: bool, start: float, timeout: float) -> BaseException:
-        """What a waiter that was not served raises: its failure, being shed, or its timeout."""
-        if w.error is not None:
-            return w.error  # type: ignore[no-any-return]
-        if shed:
-            assert self._shedder is not None
-            return TooManyRequests(
-                f"{self._name}: shed after {monotonic() - start:.3g} s: waits for a connection stayed "
-                f"above queue_target ({self._shedder.target:g} s) for a queue_interval"
-            )
-        return self._timeout_error(timeout, start)
 
     # -- connects: the bookkeeping (the connector does the I/O) -------------------------------------
 
@@ -675,40 +648,13 @@ class PoolCommon(Generic[C]):
         if self._opened and not self._closed:
             self._forked = True
 
-    # -- errors --------------------------------------------------------------------------------------
+    # -- errors (worded in fastpool._pool.messages) -------------------------------------------------
 
     def _closed_error(self) -> PoolClosed:
-        if not self._opened:
-            return PoolClosed(f"the pool {self._name!r} is not open yet")
-        return PoolClosed(f"the pool {self._name!r} is already closed")
+        return closed_error(self._name, self._opened)
 
     def _timeout_error(self, timeout: float, started: float) -> PoolTimeout:
-        core = self._core
-        breaker = self._breaker
-        cause = breaker.last_error if breaker.last_error_at >= started - timeout else None
-        if cause is not None or (core.connecting and core.in_use < core.max_size):
-            phase = f"connecting to {self._driver.describe()}"
-            if cause is not None:
-                first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-                phase += f" (last error: {self._driver.redact(first)})"
-        else:
-            phase = f"waiting for a connection (max_size={core.max_size}, in use={core.in_use})"
-        err = PoolTimeout(f"couldn't get a connection after {timeout:.3g} s: timed out {phase}")
-        err.__cause__ = self._driver.safe_error(cause)
-        return err
-
-    def _eager_open_error(self, exc: PoolTimeout, want: int) -> PoolTimeout:
-        """The error of an eager open that failed: target, and the cause or the timeout; no password."""
-        cause = exc.__cause__
-        if cause is not None:
-            detail = self._driver.redact(str(cause).strip())
-        else:
-            detail = f"timed out after acquire_timeout={self._acquire_timeout:.3g} s"
-        err = PoolTimeout(
-            f"{self._name}: could not open {want} connection(s) to {self._driver.describe()}: {detail}"
-        )
-        err.__cause__ = self._driver.safe_error(cause)
-        return err
+        return timeout_error(self, timeout, started)
 
 
 _pools: weakref.WeakSet[PoolCommon[Any]] = weakref.WeakSet()  # every pool, for fork
