@@ -357,6 +357,7 @@ def test_drain(core_mod: ModuleType) -> None:
             {"Entry", "Waiter", "PoolCore", "Gates", "FastPath", "DeadlineQueue"},
         ),
         ("fastpool._drivers.psycopg_gates", "_drivers/psycopg_gates.pxd", {"ClientState", "PsycopgGates"}),
+        ("fastpool._drivers.asyncpg_gates", "_drivers/asyncpg_gates.pxd", {"AsyncpgState", "AsyncpgGates"}),
     ],
 )
 def test_pure_slots_match_the_pxd(module: str, pxd_path: str, expected: set[str]) -> None:

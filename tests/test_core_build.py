@@ -48,7 +48,8 @@ def test_no_extensions_env_refuses_the_compiled_build_even_when_asked_by_name() 
     core and the drivers' compiled gates are not loaded even by name (those tests skip)."""
     code = (
         "from fastpool import _core_build as b\n"
-        "for name in ('fastpool._core_pool', 'fastpool._drivers.psycopg_gates'):\n"
+        "for name in ('fastpool._core_pool', 'fastpool._drivers.psycopg_gates',\n"
+        "             'fastpool._drivers.asyncpg_gates'):\n"
         "    try:\n"
         "        b.load_module(name, 'c')\n"
         "    except ImportError as exc:\n"
@@ -58,7 +59,7 @@ def test_no_extensions_env_refuses_the_compiled_build_even_when_asked_by_name() 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTPOOL_")}
     env["FASTPOOL_NO_EXTENSIONS"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:3] == ["refused True", "refused True", "fastpool._core_pool_pure"]
+    assert out.stdout.split("\n")[:4] == ["refused True"] * 3 + ["fastpool._core_pool_pure"]
 
 
 def test_the_drivers_gates_follow_the_core_build() -> None:
@@ -68,9 +69,10 @@ def test_the_drivers_gates_follow_the_core_build() -> None:
             core = _core_build.load(build)  # type: ignore[arg-type]
         except ImportError:
             continue
-        gates = _core_build.load_module("fastpool._drivers.psycopg_gates", build)  # type: ignore[arg-type]
-        assert issubclass(gates.PsycopgGates, core.Gates)
-        assert _core_build.build_of(gates) == build
+        for name, cls in (("psycopg_gates", "PsycopgGates"), ("asyncpg_gates", "AsyncpgGates")):
+            gates = _core_build.load_module(f"fastpool._drivers.{name}", build)  # type: ignore[arg-type]
+            assert issubclass(getattr(gates, cls), core.Gates)
+            assert _core_build.build_of(gates) == build
 
 
 @pytest.mark.c_extension

@@ -35,6 +35,19 @@ cdef extern from *:
     double fastpool_monotonic() nogil
 
 
+cdef extern from *:
+    """
+    /* read an attribute through its descriptor, found once in the class (a __slots__ member):
+       no lookup through the type's dict and MRO per read */
+    static PyObject *fastpool_slot_get(PyObject *descr, PyObject *obj) {
+        descrgetfunc get = Py_TYPE(descr)->tp_descr_get;
+        if (get == NULL) { Py_INCREF(descr); return descr; }
+        return get(descr, obj, (PyObject *)Py_TYPE(obj));
+    }
+    """
+    object fastpool_slot_get(object descr, object obj)
+
+
 cdef double clock_fallback() except? -1.0
 
 
@@ -44,6 +57,11 @@ cdef inline double now() except? -1.0:
     if t < 0:
         return clock_fallback()
     return t
+
+
+cdef inline object slot_get(object descr, object obj):
+    """``descr.__get__(obj)``: an attribute read through its descriptor (a class's __slots__ member)."""
+    return fastpool_slot_get(descr, obj)
 
 
 cdef inline int fd_readable(long long fd) noexcept nogil:

@@ -14,7 +14,7 @@ from collections.abc import Generator
 from time import monotonic as now  # the pool's clock, as the pure-Python core reads it
 from typing import Any
 
-__all__ = ["AsyncBorrow", "Lock", "PathBase", "fd_readable", "monotonic", "now", "readable"]
+__all__ = ["AsyncBorrow", "Lock", "PathBase", "fd_readable", "monotonic", "now", "readable", "slot_get"]
 
 
 def monotonic() -> float:
@@ -23,6 +23,11 @@ def monotonic() -> float:
 
 
 Lock = threading.Lock  # the threaded pools' mutex
+
+
+def slot_get(descr: Any, obj: Any) -> Any:
+    """``descr.__get__(obj)``: an attribute read through its descriptor (a class's __slots__ member)."""
+    return descr.__get__(obj, type(obj))
 
 
 def fd_readable(fd: int) -> int:
