@@ -117,6 +117,6 @@ def test_checkout_over_a_running_transaction_refuses(make_pool: Any) -> None:
     with pool.connection() as conn:
         conn.execute("SELECT 1")
         with pytest.raises(SandboxError, match="already running"):
-            begin_check(conn)
+            begin_check(pool._driver.session.status(conn))
     assert sb.checkout() is Status.OK
     assert sb.checkin() is Status.OK

@@ -115,6 +115,6 @@ async def test_checkout_over_a_running_transaction_refuses(make_pool_async: Any)
     async with pool.connection() as conn:
         await conn.execute("SELECT 1")
         with pytest.raises(SandboxError, match="already running"):
-            begin_check(conn)
+            begin_check(pool._driver.session.status(conn))
     assert await sb.checkout() is Status.OK
     assert await sb.checkin() is Status.OK

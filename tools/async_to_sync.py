@@ -78,8 +78,10 @@ NAMES = {
     "AsyncOwnerHandle": "OwnerHandle",
     "AsyncOwnership": "Ownership",
     "AsyncPool": "Pool",
+    "AsyncPoolConnT": "PoolConnT",
     "AsyncPooledConnection": "PooledConnection",
     "AsyncPsycopgDriver": "PsycopgDriver",
+    "AsyncPsycopgSession": "PsycopgSession",
     "AsyncRLock": "RLock",
     "AsyncRes": "Res",
     "AsyncResource": "Resource",
@@ -134,7 +136,7 @@ NAMES = {
     "writer_async": "writer",
 }
 #: Names that look asyncio-only but are the same in the threaded code.
-KEEP = frozenset({"is_async", "test_async", "AsyncFastPool", "create_async_engine"})
+KEEP = frozenset({"is_async", "test_async", "AsyncFastPool", "create_async_engine", "AsyncpgDriver"})
 #: Imports dropped from the sync output (``import X`` or ``from X import``).
 DROP_IMPORTS = frozenset({"pytest_asyncio", "_aio"})
 #: ``Wrapper(fn, *args)`` becomes ``fn(*args)`` and ``Wrapper[T]`` becomes ``T``.

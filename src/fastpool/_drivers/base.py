@@ -66,6 +66,10 @@ class Driver:
     pool: Any = None
     #: where the driver logs: its pool's logger, set by the pool
     log: logging.Logger = logging.getLogger("fastpool")
+    #: what fastpool's session features (leadership, the sandbox) run on this driver's connections
+    #: (``value``, ``run``, ``idle``, ``status``, ``begin_sandbox``...; see the PostgreSQL drivers),
+    #: or None when its connections are not PostgreSQL sessions
+    session: Any = None
 
     # -- I/O (awaitable in the drivers of the asyncio pools) -------------------------------
 

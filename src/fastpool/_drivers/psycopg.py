@@ -16,7 +16,7 @@ from psycopg import pq
 
 from .psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes, forget_prepared
 
-__all__ = ["PsycopgDriver", "run_autocommit"]
+__all__ = ["PsycopgDriver", "PsycopgSession", "run_autocommit"]
 
 logger = logging.getLogger("fastpool")
 
@@ -46,6 +46,11 @@ class PsycopgDriver(PsycopgDriverBase):
     """Opens psycopg ``Connection`` objects for the threaded pools (internal)."""
 
     connection_base = psycopg.Connection
+
+    @property
+    def session(self) -> PsycopgSession:
+        """What the session features (leadership, the sandbox) run on this driver's connections."""
+        return _SESSION
 
     def connect(self) -> Any:
         if self.dynamic:
@@ -135,3 +140,70 @@ class PsycopgDriver(PsycopgDriverBase):
             conn.commit()
         elif action == 2:
             conn.rollback()
+
+
+class PsycopgSession:
+    """What fastpool's session features (leadership, the sandbox) do on a psycopg connection.
+
+    SQL is written with ``%s`` placeholders; each driver's session runs it its way.
+    """
+
+    __slots__ = ()
+
+    def value(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """The first column of the first row of ``sql`` (None when no row), in one round trip."""
+        cur = conn.execute(sql, params, prepare=False)
+        row = cur.fetchone()
+        return row[0] if row else None
+
+    def run(self, conn: Any, sql: str) -> None:
+        """Run ``sql`` (one or more statements, simple protocol)."""
+        conn.execute(sql.encode(), prepare=False)
+
+    def idle(self, conn: Any) -> bool:
+        """True when no transaction is open on ``conn``."""
+        return bool(conn.pgconn.transaction_status == _IDLE)
+
+    def gone(self, conn: Any) -> bool:
+        """True when ``conn`` is closed or broken."""
+        return bool(conn.closed or conn.broken)
+
+    def rollback(self, conn: Any) -> None:
+        """Roll back the open transaction."""
+        conn.rollback()
+
+    def autocommit(self, conn: Any) -> None:
+        """Let every statement commit on its own (the pool's reset restores the setting)."""
+        conn.set_autocommit(True)
+
+    def backend_pid(self, conn: Any) -> int:
+        """The server process of ``conn``."""
+        return int(conn.info.backend_pid)
+
+    def status(self, conn: Any) -> str:
+        """``"idle"``, ``"intrans"``, ``"inerror"`` or ``"other"``: where ``conn``'s transaction is."""
+        return _STATUS.get(conn.pgconn.transaction_status, "other")
+
+    def begin_sandbox(self, conn: Any, isolation: str | None) -> None:
+        """Open the sandbox transaction; the code under test cannot commit it through the API."""
+        if isolation is not None:  # (the pool's reset restores it at return)
+            conn.set_isolation_level(psycopg.IsolationLevel[isolation.upper()])
+        psycopg.Transaction(conn).__enter__()  # psycopg now forbids commit()/rollback()
+
+    def end_sandbox(self, conn: Any) -> None:
+        """Roll the sandbox transaction back and drop the advisory locks taken in it."""
+        try:
+            conn.execute(b"ROLLBACK; SELECT pg_advisory_unlock_all()", prepare=False)
+        finally:
+            conn._num_transactions = 0  # the transaction entered in begin_sandbox is over
+
+
+_STATUS = {
+    pq.TransactionStatus.IDLE: "idle",
+    pq.TransactionStatus.INTRANS: "intrans",
+    pq.TransactionStatus.INERROR: "inerror",
+}
+_IDLE = pq.TransactionStatus.IDLE
+
+
+_SESSION = PsycopgSession()

@@ -15,7 +15,7 @@ from psycopg import pq
 from .._acompat import maybe_await
 from .psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes, forget_prepared
 
-__all__ = ["AsyncPsycopgDriver", "run_autocommit_async"]
+__all__ = ["AsyncPsycopgDriver", "AsyncPsycopgSession", "run_autocommit_async"]
 
 logger = logging.getLogger("fastpool")
 
@@ -45,6 +45,11 @@ class AsyncPsycopgDriver(PsycopgDriverBase):
     """Opens psycopg ``AsyncConnection`` objects for the asyncio pools (internal)."""
 
     connection_base = psycopg.AsyncConnection
+
+    @property
+    def session(self) -> AsyncPsycopgSession:
+        """What the session features (leadership, the sandbox) run on this driver's connections."""
+        return _SESSION
 
     async def connect(self) -> Any:
         if self.dynamic:
@@ -134,3 +139,70 @@ class AsyncPsycopgDriver(PsycopgDriverBase):
             await conn.commit()
         elif action == 2:
             await conn.rollback()
+
+
+class AsyncPsycopgSession:
+    """What fastpool's session features (leadership, the sandbox) do on a psycopg connection.
+
+    SQL is written with ``%s`` placeholders; each driver's session runs it its way.
+    """
+
+    __slots__ = ()
+
+    async def value(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """The first column of the first row of ``sql`` (None when no row), in one round trip."""
+        cur = await conn.execute(sql, params, prepare=False)
+        row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def run(self, conn: Any, sql: str) -> None:
+        """Run ``sql`` (one or more statements, simple protocol)."""
+        await conn.execute(sql.encode(), prepare=False)
+
+    def idle(self, conn: Any) -> bool:
+        """True when no transaction is open on ``conn``."""
+        return bool(conn.pgconn.transaction_status == _IDLE)
+
+    def gone(self, conn: Any) -> bool:
+        """True when ``conn`` is closed or broken."""
+        return bool(conn.closed or conn.broken)
+
+    async def rollback(self, conn: Any) -> None:
+        """Roll back the open transaction."""
+        await conn.rollback()
+
+    async def autocommit(self, conn: Any) -> None:
+        """Let every statement commit on its own (the pool's reset restores the setting)."""
+        await conn.set_autocommit(True)
+
+    def backend_pid(self, conn: Any) -> int:
+        """The server process of ``conn``."""
+        return int(conn.info.backend_pid)
+
+    def status(self, conn: Any) -> str:
+        """``"idle"``, ``"intrans"``, ``"inerror"`` or ``"other"``: where ``conn``'s transaction is."""
+        return _STATUS.get(conn.pgconn.transaction_status, "other")
+
+    async def begin_sandbox(self, conn: Any, isolation: str | None) -> None:
+        """Open the sandbox transaction; the code under test cannot commit it through the API."""
+        if isolation is not None:  # (the pool's reset restores it at return)
+            await conn.set_isolation_level(psycopg.IsolationLevel[isolation.upper()])
+        await psycopg.AsyncTransaction(conn).__aenter__()  # psycopg now forbids commit()/rollback()
+
+    async def end_sandbox(self, conn: Any) -> None:
+        """Roll the sandbox transaction back and drop the advisory locks taken in it."""
+        try:
+            await conn.execute(b"ROLLBACK; SELECT pg_advisory_unlock_all()", prepare=False)
+        finally:
+            conn._num_transactions = 0  # the transaction entered in begin_sandbox is over
+
+
+_STATUS = {
+    pq.TransactionStatus.IDLE: "idle",
+    pq.TransactionStatus.INTRANS: "intrans",
+    pq.TransactionStatus.INERROR: "inerror",
+}
+_IDLE = pq.TransactionStatus.IDLE
+
+
+_SESSION = AsyncPsycopgSession()

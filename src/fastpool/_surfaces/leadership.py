@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 from .._acompat import Event, RLock
 from .advisory import (
     EXISTS_SQL,
@@ -39,13 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Leadership"]
 
 logger = logging.getLogger("fastpool")
-_IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-def _one(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    cur = conn.execute(sql, params, prepare=False)
-    row = cur.fetchone()
-    return row[0] if row else None
 
 
 class Leadership:
@@ -78,6 +69,7 @@ class Leadership:
         if on_lost is not None and not callable(on_lost):
             raise TypeError("on_lost must be callable or None")
         self._pool = pool
+        self._session = pool._driver.session  # the driver's way with SQL (psycopg's, asyncpg's)
         self._dedicated = bool(dedicated)
         self._heartbeat = heartbeat
         self._on_lost = on_lost
@@ -128,16 +120,17 @@ class Leadership:
             conn = self._entry.conn
         self._conn = conn
         sent = False
+        session = self._session
         try:
-            if conn.pgconn.transaction_status != _IDLE:
-                raise psycopg.OperationalError("the connection is not idle")
-            conn.set_autocommit(True)  # never idle in a transaction; restored on return
+            if not session.idle(conn):
+                raise ConnectionError("the connection is not idle")
+            session.autocommit(conn)  # never idle in a transaction; restored on return
             sql, params = fn_sql("pg_try_advisory_lock", self.key)
             sent = True
-            got = bool(_one(conn, sql, params))
+            got = bool(session.value(conn, sql, params))
             if self._after_try_lock is not None:
                 self._after_try_lock()
-            self.backend_pid = conn.info.backend_pid
+            self.backend_pid = session.backend_pid(conn)
         except BaseException:
             # the query may have run on the server: the session may hold the lock
             self._drop_connection("the try-lock was interrupted" if sent else "the connection was not usable")
@@ -163,19 +156,20 @@ class Leadership:
         self._state = RELEASED
         unclaim(self._pool, self)
         conn = self._conn
+        session = self._session
         try:
             with self._guard:
-                if conn.closed or conn.broken:
+                if session.gone(conn):
                     self.lost.set()
                     self._drop_connection("its session is gone")
                     return
-                if conn.pgconn.transaction_status != _IDLE:
-                    conn.rollback()  # the lock survives a rollback
-                conn.set_autocommit(True)
+                if not session.idle(conn):
+                    session.rollback(conn)  # the lock survives a rollback
+                session.autocommit(conn)
                 sql, params = fn_sql("pg_advisory_unlock", self.key)
-                ok = bool(_one(conn, sql, params))
+                ok = bool(session.value(conn, sql, params))
                 if self._lent:  # user code may have stacked the key or taken other locks
-                    _one(conn, "SELECT pg_advisory_unlock_all()")
+                    session.value(conn, "SELECT pg_advisory_unlock_all()")
         except BaseException as exc:
             self.lost.set()
             logger.warning("%s: releasing leadership %r failed (%r); closing its connection",
@@ -226,7 +220,7 @@ class Leadership:
         cause: BaseException | None = None
         with self._guard:
             try:
-                held = bool(_one(self._conn, EXISTS_SQL, lock_parts(self.key)))
+                held = bool(self._session.value(self._conn, EXISTS_SQL, lock_parts(self.key)))
             except Exception as exc:
                 held, cause = False, exc
             if held:

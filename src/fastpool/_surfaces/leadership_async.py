@@ -13,8 +13,6 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 from .._acompat import AsyncEvent, AsyncRLock, maybe_await
 from .advisory import (
     EXISTS_SQL,
@@ -37,13 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncLeadership"]
 
 logger = logging.getLogger("fastpool")
-_IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-async def _one_async(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    cur = await conn.execute(sql, params, prepare=False)
-    row = await cur.fetchone()
-    return row[0] if row else None
 
 
 class AsyncLeadership:
@@ -76,6 +67,7 @@ class AsyncLeadership:
         if on_lost is not None and not callable(on_lost):
             raise TypeError("on_lost must be callable or None")
         self._pool = pool
+        self._session = pool._driver.session  # the driver's way with SQL (psycopg's, asyncpg's)
         self._dedicated = bool(dedicated)
         self._heartbeat = heartbeat
         self._on_lost = on_lost
@@ -126,16 +118,17 @@ class AsyncLeadership:
             conn = self._entry.conn
         self._conn = conn
         sent = False
+        session = self._session
         try:
-            if conn.pgconn.transaction_status != _IDLE:
-                raise psycopg.OperationalError("the connection is not idle")
-            await conn.set_autocommit(True)  # never idle in a transaction; restored on return
+            if not session.idle(conn):
+                raise ConnectionError("the connection is not idle")
+            await session.autocommit(conn)  # never idle in a transaction; restored on return
             sql, params = fn_sql("pg_try_advisory_lock", self.key)
             sent = True
-            got = bool(await _one_async(conn, sql, params))
+            got = bool(await session.value(conn, sql, params))
             if self._after_try_lock is not None:
                 self._after_try_lock()
-            self.backend_pid = conn.info.backend_pid
+            self.backend_pid = session.backend_pid(conn)
         except BaseException:
             # the query may have run on the server: the session may hold the lock
             self._drop_connection("the try-lock was interrupted" if sent else "the connection was not usable")
@@ -161,19 +154,20 @@ class AsyncLeadership:
         self._state = RELEASED
         unclaim(self._pool, self)
         conn = self._conn
+        session = self._session
         try:
             async with self._guard:
-                if conn.closed or conn.broken:
+                if session.gone(conn):
                     self.lost.set()
                     self._drop_connection("its session is gone")
                     return
-                if conn.pgconn.transaction_status != _IDLE:
-                    await conn.rollback()  # the lock survives a rollback
-                await conn.set_autocommit(True)
+                if not session.idle(conn):
+                    await session.rollback(conn)  # the lock survives a rollback
+                await session.autocommit(conn)
                 sql, params = fn_sql("pg_advisory_unlock", self.key)
-                ok = bool(await _one_async(conn, sql, params))
+                ok = bool(await session.value(conn, sql, params))
                 if self._lent:  # user code may have stacked the key or taken other locks
-                    await _one_async(conn, "SELECT pg_advisory_unlock_all()")
+                    await session.value(conn, "SELECT pg_advisory_unlock_all()")
         except BaseException as exc:
             self.lost.set()
             logger.warning("%s: releasing leadership %r failed (%r); closing its connection",
@@ -224,7 +218,7 @@ class AsyncLeadership:
         cause: BaseException | None = None
         async with self._guard:
             try:
-                held = bool(await _one_async(self._conn, EXISTS_SQL, lock_parts(self.key)))
+                held = bool(await self._session.value(self._conn, EXISTS_SQL, lock_parts(self.key)))
             except Exception as exc:
                 held, cause = False, exc
             if held:

@@ -12,21 +12,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
 from psycopg import IsolationLevel
 
 from .._acompat import maybe_await
 from .._aio import AwaitableContext
 from .._pool.base_async import AsyncBasePool
+from ..errors import SandboxError
 from .owners import DEFAULT, Mode, Status, check_identity
 from .ownership_async import AsyncOwnerHandle, AsyncOwnership
 from .sandbox_base import (
-    CHECKIN_SQL,
+    ROLLBACK_TO,
     SAVEPOINT,
     Boxed,
     begin_check,
     boxed,
-    checkin_action,
+    checkin_check,
     end_action,
     isolation_level,
 )
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSandbox"]
 
 
-class AsyncSandbox(AsyncOwnership[psycopg.AsyncConnection[Any]]):
+class AsyncSandbox(AsyncOwnership[Any]):
     """Transactional test isolation over an asyncio :class:`fastpool.AsyncPool`.
 
     An ownership in MANUAL mode whose checkout runs ``BEGIN`` and whose
@@ -50,7 +50,7 @@ class AsyncSandbox(AsyncOwnership[psycopg.AsyncConnection[Any]]):
 
     def __init__(
         self,
-        pool: AsyncBasePool[psycopg.AsyncConnection[Any]],
+        pool: AsyncBasePool[Any],
         *,
         mode: Mode = Mode.MANUAL,
         isolation: IsolationLevel | str | None = None,
@@ -60,6 +60,7 @@ class AsyncSandbox(AsyncOwnership[psycopg.AsyncConnection[Any]]):
     ) -> None:
         super().__init__(pool, mode=mode, ownership_timeout=ownership_timeout,
                          ownership_log=ownership_log, label=label)  # fmt: skip
+        self._session = pool._driver.session  # the driver's way with SQL (psycopg's, asyncpg's)
         self._isolation = isolation_level(isolation)
         self._tokens: dict[str, weakref.ReferenceType[Any]] = {}
 
@@ -113,7 +114,7 @@ class AsyncSandbox(AsyncOwnership[psycopg.AsyncConnection[Any]]):
         data = Boxed(True, isolation_level(isolation) or self._isolation)
         return AwaitableContext(self._start_owner, allow_current, shared, ownership_timeout, name, data)
 
-    async def unboxed_run(self, fn: Callable[[psycopg.AsyncConnection[Any]], Any]) -> Any:
+    async def unboxed_run(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(conn)`` on a separate pool connection, outside every sandbox; it commits.
 
         Unlike Ecto's, this does not check the caller's sandbox in first (that
@@ -124,26 +125,30 @@ class AsyncSandbox(AsyncOwnership[psycopg.AsyncConnection[Any]]):
             return await maybe_await(fn(conn))
 
     @asynccontextmanager
-    async def connection(
-        self, *, caller: Any = None, timeout: float | None = None
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def connection(self, *, caller: Any = None, timeout: float | None = None) -> AsyncIterator[Any]:
         """Borrow the sandbox connection; the block is a savepoint (rolled back on an exception)."""
+        session = self._session
         async with self._borrow(caller, timeout) as rec:
             conn = rec.conn
             if not boxed(rec):
                 yield conn
                 return
-            await conn.execute(SAVEPOINT, prepare=False)
+            await session.run(conn, SAVEPOINT)
             try:
                 yield conn
             except BaseException:
-                if not conn.closed:
+                if not session.gone(conn):
                     try:
-                        await conn.execute(end_action(conn, True), prepare=False)
-                    except psycopg.Error:
+                        await session.run(conn, end_action(session.status(conn), True))
+                    except Exception:
                         pass  # the block's exception says more
                 raise
-            await conn.execute(end_action(conn, False), prepare=False)
+            try:
+                await session.run(conn, end_action(session.status(conn), False))
+            except SandboxError:
+                raise
+            except Exception:  # (asyncpg cannot tell a failed transaction apart: roll it back)
+                await session.run(conn, ROLLBACK_TO)
 
     async def _checkout(self, caller: Any, ownership_timeout: Any, data: Any) -> Status:
         if data is None:
@@ -154,19 +159,15 @@ class AsyncSandbox(AsyncOwnership[psycopg.AsyncConnection[Any]]):
         if data is None:
             data = Boxed(True, self._isolation)
         if data.boxed:
-            begin_check(conn)
-            if data.isolation is not None:
-                await conn.set_isolation_level(data.isolation)  # the pool's reset restores it at return
-            await psycopg.AsyncTransaction(conn).__aenter__()  # psycopg now forbids commit()/rollback()
+            session = self._session
+            begin_check(session.status(conn))
+            await session.begin_sandbox(conn, data.isolation.name if data.isolation is not None else None)
 
     async def _pre(self, reason: Any, conn: Any, data: Any) -> None:
         if reason != "checkin" or not (data is None or data.boxed):
             return  # disconnect/stop: no SQL, the connection is closed
-        try:
-            checkin_action(conn)
-            await conn.execute(CHECKIN_SQL, prepare=False)
-        finally:
-            conn._num_transactions = 0  # the transaction entered in _post is over
+        checkin_check(self._session.status(conn))
+        await self._session.end_sandbox(conn)
 
 
 AsyncSandbox.__module__ = "fastpool"

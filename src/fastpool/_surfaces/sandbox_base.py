@@ -4,33 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from psycopg import IsolationLevel
-from psycopg.pq import TransactionStatus
 
 from ..errors import SandboxError
 from .owners import Checkout
 
 __all__ = [
-    "CHECKIN_SQL",
     "RELEASE",
     "ROLLBACK_TO",
     "SAVEPOINT",
     "Boxed",
     "begin_check",
     "boxed",
-    "checkin_action",
+    "checkin_check",
     "end_action",
     "isolation_level",
 ]
 
-_IDLE = TransactionStatus.IDLE
-_INTRANS = TransactionStatus.INTRANS
-_INERROR = TransactionStatus.INERROR
-CHECKIN_SQL = b"ROLLBACK; SELECT pg_advisory_unlock_all()"  # one round trip, simple protocol
-SAVEPOINT = b"SAVEPOINT fastpool_borrow"
-RELEASE = b"RELEASE SAVEPOINT fastpool_borrow"
-ROLLBACK_TO = b"ROLLBACK TO SAVEPOINT fastpool_borrow; RELEASE SAVEPOINT fastpool_borrow"
+SAVEPOINT = "SAVEPOINT fastpool_borrow"
+RELEASE = "RELEASE SAVEPOINT fastpool_borrow"
+ROLLBACK_TO = "ROLLBACK TO SAVEPOINT fastpool_borrow; RELEASE SAVEPOINT fastpool_borrow"
 COMMITTED = (
     "sandbox transaction was already committed/rolled back: the code under test ran a raw COMMIT "
     "or ROLLBACK, so its changes escaped the sandbox.  Use unboxed_run() for work that must commit"
@@ -59,29 +52,26 @@ class Boxed:
         self.isolation = isolation
 
 
-def begin_check(conn: Any) -> None:
-    status = conn.info.transaction_status
-    if status != _IDLE:
+def begin_check(status: str) -> None:
+    """A sandbox transaction starts on an idle connection only (``status``: the driver session's)."""
+    if status != "idle":
         raise SandboxError(f"cannot start sandbox transaction: a transaction is already running "
-                           f"on the connection (status {status.name})")  # fmt: skip
+                           f"on the connection (status {status.upper()})")  # fmt: skip
 
 
-def checkin_action(conn: Any) -> bool:
-    """True when the sandbox transaction must be rolled back; raise if it is gone."""
-    status = conn.info.transaction_status
-    if status == _IDLE:
+def checkin_check(status: str) -> None:
+    """At checkin, the sandbox transaction must still be open; raise if it is gone."""
+    if status == "idle":
         raise SandboxError(COMMITTED)
-    if status not in (_INTRANS, _INERROR):
-        raise psycopg.OperationalError(f"sandbox connection in state {status.name}")
-    return True
+    if status not in ("intrans", "inerror"):
+        raise ConnectionError(f"sandbox connection in state {status.upper()}")
 
 
-def end_action(conn: Any, failed: bool) -> bytes:
+def end_action(status: str, failed: bool) -> str:
     """The statement ending a borrow's savepoint."""
-    status = conn.info.transaction_status
-    if status == _IDLE:
+    if status == "idle":
         raise SandboxError(COMMITTED)
-    return ROLLBACK_TO if failed or status == _INERROR else RELEASE
+    return ROLLBACK_TO if failed or status == "inerror" else RELEASE
 
 
 def boxed(rec: Checkout) -> bool:
