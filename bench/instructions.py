@@ -10,6 +10,8 @@ psycopg_pool, psycopg_pool-getconn, sqlalchemy (QueuePool), sqlalchemy-fastpool
 (``fastpool.sqlalchemy.FastPool``), floor, and the asyncio ones
 async-fastpool-c, async-fastpool-python, async-dropin-c, async-psycopg_pool (and
 their ``-getconn`` variants: getconn/putconn instead of ``connection()``),
+the asyncpg ones async-asyncpg-c, async-asyncpg-python (fastpool's ``AsyncPool(driver="asyncpg")``)
+and async-asyncpg-pool (``asyncpg.Pool`` with a no-op ``reset=``),
 and 64 tasks on 4 connections
 tasks64-fastpool-c, tasks64-fastpool-python, tasks64-psycopg_pool (all but
 floor need a server).
@@ -26,7 +28,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
-from fastpool._bench.shapes import async_pg, resolve_dsn, sync_pg
+from fastpool._bench.shapes import async_pg, asyncpg_impl, resolve_dsn, sync_pg
 
 IMPLS = [
     "floor",
@@ -42,6 +44,9 @@ IMPLS = [
     "sqlalchemy-fastpool",
 ]
 ASYNC_IMPLS = [
+    "async-asyncpg-c",
+    "async-asyncpg-python",
+    "async-asyncpg-pool",
     "async-fastpool-c",
     "async-fastpool-python",
     "async-fastpool-getconn-c",
@@ -65,6 +70,9 @@ SHAPE_NAMES = {
     "psycopg_pool-getconn": "psycopg_pool getconn/putconn",
     "sqlalchemy": "sqlalchemy QueuePool",
     "sqlalchemy-fastpool": "sqlalchemy FastPool",
+    "async-asyncpg-c": "fastpool[c] asyncpg",
+    "async-asyncpg-python": "fastpool[python] asyncpg",
+    "async-asyncpg-pool": "asyncpg.Pool reset=noop",
     "async-fastpool-c": "fastpool[c]",
     "async-fastpool-python": "fastpool[python]",
     "async-fastpool-getconn-c": "fastpool[c]",
@@ -87,7 +95,8 @@ def make(impl: str, dsn: str) -> Callable[[], None]:
 def make_async(impl: str, dsn: str) -> Callable[[], None]:
     """Build an asyncio pool on a private loop; return one batch of 100 borrow+return run on that loop."""
     loop = asyncio.new_event_loop()
-    shape = async_pg(SHAPE_NAMES[impl], dsn, loop)
+    name = SHAPE_NAMES[impl]
+    shape = asyncpg_impl(name, dsn, loop) if "asyncpg" in impl else async_pg(name, dsn, loop)
     cm = shape.cm
     assert cm is not None
 

@@ -435,6 +435,29 @@ async def make_pool_async(build: str, dsn: str, app_name: str) -> AsyncIterator[
         await p.close(timeout=1.0)
 
 
+@pytest_asyncio.fixture
+async def make_apg(build: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
+    """``await make_apg(**options)``: an ``AsyncPool(driver="asyncpg")`` on the test's build, its
+    connections named ``app_name``, opened unless ``open=False``; all are closed at the end."""
+    pools: list[Any] = []
+
+    async def make(**kw: Any) -> Any:
+        kwargs = dict(kw.pop("kwargs", {}))
+        settings = dict(kwargs.pop("server_settings", {}))
+        settings.setdefault("application_name", app_name)
+        kwargs["server_settings"] = settings
+        kw.setdefault("acquire_timeout", 10.0)
+        p = fastpool.AsyncPool(kw.pop("conninfo", dsn), driver="asyncpg", kwargs=kwargs, **kw)
+        pools.append(p)
+        if kw.get("open", True):
+            await p.open()
+        return p
+
+    yield make
+    for p in pools:
+        await p.close(timeout=1.0)
+
+
 def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:
     """Assert the pool's accounting adds up; return its stats."""
     s = pool.stats()

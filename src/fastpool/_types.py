@@ -20,6 +20,7 @@ __all__ = [
     "AsyncConnT",
     "AsyncConninfo",
     "AsyncKwargs",
+    "AsyncPoolConnT",
     "C",
     "ConnT",
     "Conninfo",
@@ -27,6 +28,7 @@ __all__ = [
     "HistogramStats",
     "Hook",
     "Kwargs",
+    "PoolConnT",
     "PoolSettings",
     "PoolStats",
 ]
@@ -37,6 +39,10 @@ ConnT = TypeVarWithDefault("ConnT", bound=psycopg.Connection[Any], default=psyco
 AsyncConnT = TypeVarWithDefault(
     "AsyncConnT", bound=psycopg.AsyncConnection[Any], default=psycopg.AsyncConnection[TupleRow]
 )
+#: The connection class of ``fastpool.AsyncPool``: psycopg's by default, asyncpg's with ``driver="asyncpg"``
+AsyncPoolConnT = TypeVarWithDefault("AsyncPoolConnT", default=psycopg.AsyncConnection[TupleRow])
+#: (its threaded pool hands out psycopg connections only)
+PoolConnT = TypeVarWithDefault("PoolConnT", default=psycopg.Connection[TupleRow])
 #: Connection parameters, or a function giving them for each new connection (credentials that rotate)
 Conninfo = str | Callable[[], str]
 AsyncConninfo = str | Callable[[], str] | Callable[[], Awaitable[str]]

@@ -22,6 +22,7 @@ from .. import _core_build
 from .._surfaces.pool import Pool
 from .shapes import (
     ASYNC,
+    ASYNCPG,
     PLAIN,
     SELECT1,
     SYNC,
@@ -29,6 +30,7 @@ from .shapes import (
     Impl,
     Unavailable,
     async_pg,
+    asyncpg_impl,
     builds,
     plain,
     sync_pg,
@@ -80,7 +82,29 @@ def shapes(dsn: str | None, skipped: list[str]) -> dict[str, Callable[[list[Call
 
     out["borrow+return, psycopg, no query, 1 thread"] = pg_shape
     out["async borrow+return, psycopg, no query, 1 task"] = partial(_async_shape, dsn, skipped=skipped)
+    out["asyncpg: borrow+return, no query, 1 task"] = partial(_asyncpg_shape, dsn, skipped=skipped)
+    out["asyncpg: SELECT 1 per borrow, 1 task"] = partial(
+        _asyncpg_shape, dsn, skipped=skipped, query="SELECT 1"
+    )
     return out
+
+
+def _asyncpg_shape(
+    dsn: str, closers: list[Callable[[], Any]], skipped: list[str], query: str | None = None
+) -> Shape:
+    """The pools of asyncpg connections, borrowing (and querying, with ``query``) from one task."""
+    loop = asyncio.new_event_loop()
+    closers.append(loop.close)
+    impls = _build(lambda n: asyncpg_impl(n, dsn, loop, query=query), ASYNCPG, closers, skipped)
+
+    def runner(op: Callable[[], Any]) -> Callable[[int], None]:
+        async def many(n: int) -> None:
+            for _ in range(n):
+                await op()
+
+        return lambda n: loop.run_until_complete(many(n))
+
+    return {name: runner(impl.op) for name, impl in impls.items()}
 
 
 def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str]) -> Shape:
@@ -261,6 +285,15 @@ def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]],
         for n, i in _build(lambda n: async_pg(n, dsn, loop, autocommit=True), anames, closers, []).items()
     }
     closers.append(loop.close)
+    apg = _build(lambda n: asyncpg_impl(n, dsn, loop), ASYNCPG, closers, [])
+    apg_impls = {
+        name: partial(lambda s, cm: _tasks_round(loop, cm, 64, s, True), cm=impl.cm)
+        for name, impl in apg.items()
+    }
+    out.write(
+        f"\nasyncpg: contended, SELECT 1, 64 tasks on 4 connections: {len(apg_impls)} implementations\n"
+    )
+    contended("asyncpg: contended, SELECT 1, 64 tasks on 4 connections", apg_impls, rounds, seconds, out)
     for query, label in ((False, "no query"), (True, "SELECT 1")):
         pools = sync_pools if query else {**sync_pools, "floor: FIFO hand-off": HandoffFloor()}
         impls = {

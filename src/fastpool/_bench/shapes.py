@@ -8,6 +8,7 @@ shape means the same thing wherever its numbers come from:
 * ``sync_pg(name, dsn)``: borrow + return of a psycopg connection, optionally
   running ``query`` inside (every pool with ``autocommit`` when asked);
 * ``async_pg(name, dsn, loop)``: the same on asyncio (``op`` is a coroutine function);
+* ``asyncpg_impl(name, dsn, loop)``: the pools of asyncpg connections (and psqlpy's);
 * the floors: a ``deque`` under a lock, and minimal FIFO hand-off pools for
   threads and for asyncio, the least any pool of that kind can cost.
 
@@ -39,6 +40,7 @@ from ..resource import BaseResource
 
 __all__ = [
     "ASYNC",
+    "ASYNCPG",
     "LOCAL_DSN",
     "PLAIN",
     "SELECT1",
@@ -48,6 +50,7 @@ __all__ = [
     "Impl",
     "Unavailable",
     "async_pg",
+    "asyncpg_impl",
     "builds",
     "plain",
     "resolve_dsn",
@@ -80,6 +83,15 @@ ASYNC = [
     "floor: asyncio hand-off",
 ]
 SELECT1 = ["dedicated connection", "fastpool[c]", "fastpool[python]", "psycopg_pool"]
+#: the pools of asyncpg connections: fastpool on asyncpg, asyncpg's own pool (its default reset, and a
+#: no-op reset), psqlpy's (a Rust driver with a deadpool pool)
+ASYNCPG = [
+    "fastpool[c] asyncpg",
+    "fastpool[python] asyncpg",
+    "asyncpg.Pool",
+    "asyncpg.Pool reset=noop",
+    "psqlpy",
+]
 
 
 def resolve_dsn(explicit: str | None = None) -> str:
@@ -367,41 +379,68 @@ def sync_pg(name: str, dsn: str, *, query: str | None = None, autocommit: bool =
 # -- psycopg, asyncio ------------------------------------------------------------------------------
 
 
-def _asyncpg_pool(dsn: str, loop: asyncio.AbstractEventLoop, query: str | None) -> Impl:
-    """asyncpg's own pool, as ``async_pg`` builds the others."""
-    asyncpg = _import("asyncpg")
-    p = conninfo_to_dict(dsn)
+def asyncpg_impl(name: str, dsn: str, loop: asyncio.AbstractEventLoop, *, query: str | None = None) -> Impl:
+    """The pools of asyncpg connections (and psqlpy's), built like ``async_pg``'s on ``loop``:
+    fastpool's ``AsyncPool(driver="asyncpg")`` on either build, ``asyncpg.Pool`` with its default
+    reset and with a no-op ``reset=``, and psqlpy's pool."""
+    from .._drivers.asyncpg_driver import translate_conninfo
 
-    async def make() -> Any:  # created inside the loop it will run on
-        return await asyncpg.create_pool(
-            host=p.get("host"),
-            port=int(str(p.get("port") or 5432)),
-            user=p.get("user"),
-            database=p.get("dbname"),
-            password=p.get("password"),
-            min_size=SIZE,
-            max_size=SIZE,
+    url, kwargs = translate_conninfo(dsn)
+    if name.startswith("fastpool"):
+        _import("asyncpg")
+        pool: Any = _with_build(
+            _build_of(name), lambda: AsyncPool(dsn, driver="asyncpg", min_size=SIZE, max_size=SIZE)
         )
+        loop.run_until_complete(pool.open())
+        cm: Any = pool.connection
+        close: Callable[[], Any] = lambda: loop.run_until_complete(pool.close())  # noqa: E731
+    elif name.startswith("asyncpg.Pool"):
+        asyncpg = _import("asyncpg")
+        extra = {"reset": _no_reset} if name.endswith("reset=noop") else {}
 
-    try:
-        pool = loop.run_until_complete(make())
-    except Exception as exc:  # e.g. an authentication method asyncpg lacks
-        raise Unavailable(f"asyncpg could not connect ({type(exc).__name__})") from exc
-    cm = pool.acquire
-    close = lambda: loop.run_until_complete(pool.close())  # noqa: E731
+        async def make() -> Any:  # created inside the loop it will run on
+            return await asyncpg.create_pool(url, min_size=SIZE, max_size=SIZE, **kwargs, **extra)
+
+        try:
+            pool = loop.run_until_complete(make())
+        except Exception as exc:  # e.g. an authentication method asyncpg lacks
+            raise Unavailable(f"asyncpg could not connect ({type(exc).__name__})") from exc
+        cm = pool.acquire
+        close = lambda: loop.run_until_complete(pool.close())  # noqa: E731
+    elif name == "psqlpy":
+        psqlpy = _import("psqlpy")
+        p = conninfo_to_dict(dsn)
+        pool = psqlpy.ConnectionPool(
+            host=p.get("host"), port=int(str(p.get("port") or 5432)), username=p.get("user"),
+            password=p.get("password"), db_name=p.get("dbname"), max_db_pool_size=SIZE,
+        )  # fmt: skip
+        cm = pool.acquire
+        close = pool.close
+    else:
+        raise ValueError(f"unknown implementation {name!r}")
     if query is None:
 
         async def op() -> None:
             async with cm():
                 pass
 
-        return Impl("asyncpg", op, close, pool, cm)
+    elif name == "psqlpy":
 
-    async def apg() -> None:
-        async with cm() as conn:
-            await conn.fetchval(query)
+        async def op() -> None:
+            async with cm() as conn:
+                await conn.fetch_val(query)
 
-    return Impl("asyncpg", apg, close, pool)
+    else:
+
+        async def op() -> None:
+            async with cm() as conn:
+                await conn.fetchval(query)
+
+    return Impl(name, op, close, pool, cm)
+
+
+async def _no_reset(conn: Any) -> None:
+    """asyncpg.Pool's ``reset=``: nothing (the peer row without its reset round trip)."""
 
 
 def async_pg(
@@ -445,7 +484,7 @@ def async_pg(
         loop.run_until_complete(pool.open(wait=True))
         cm = pool.connection
     elif name == "asyncpg":
-        return _asyncpg_pool(dsn, loop, query)
+        return asyncpg_impl("asyncpg.Pool", dsn, loop, query=query)
     else:
         raise ValueError(f"unknown implementation {name!r}")
     if query is None:

@@ -410,7 +410,10 @@ class AsyncBasePool(PoolCommon[C]):
                     raise
                 e = self._turn_taken(w, queued_at, until, deadline, timeout)
             now = monotonic()
-            if e.fresh or self._fast.ready(e) or await self._admit(e, now, deadline - now):
+            # a new connection needs no check, but the I/O-free probe still runs: its backend may
+            # have been terminated between the connect and this hand-off
+            fresh = e.fresh and not self._driver.idle_dead(e)
+            if fresh or self._fast.ready(e) or await self._admit(e, now, deadline - now):
                 e.fresh = False
                 if self._leaks is not None:
                     self._leaks.note_lent(e)

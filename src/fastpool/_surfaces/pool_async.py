@@ -1,4 +1,4 @@
-"""``fastpool.AsyncPool``: the asyncio pool of psycopg 3 connections, with sqlx-style options."""
+"""``fastpool.AsyncPool``: the asyncio pool of psycopg 3 or asyncpg connections, with sqlx-style options."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 import psycopg
 
+from .._drivers.base import Driver
 from .._drivers.psycopg_async import AsyncPsycopgDriver
 from .._pool.base_async import AsyncBasePool
-from .._types import AsyncConninfo, AsyncKwargs, PoolSettings
+from .._types import AsyncConninfo, AsyncKwargs, AsyncPoolConnT, PoolSettings
 from ..recycle import Recycle
 from .advisory import LeadershipNotAcquired, LockKey
 from .leadership_async import AsyncLeadership
 
 if TYPE_CHECKING:
+    import asyncpg
     from typing_extensions import Self, Unpack
 
 __all__ = ["AsyncPool"]
@@ -25,12 +27,69 @@ __all__ = ["AsyncPool"]
 logger = logging.getLogger("fastpool")
 
 
-class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
-    """An asyncio pool of psycopg 3 ``AsyncConnection`` objects.
+#: the drivers a psycopg pool may be asked for by name
+DRIVERS = ("psycopg", "asyncpg")
+
+
+def make_driver(
+    owner: str,
+    driver: str,
+    conninfo: Any,
+    kwargs: Any,
+    connection_class: Any,
+    recycle: Recycle,
+    transaction_pooling: bool,
+) -> Callable[[float], Driver]:
+    """What builds the pool's driver (called with ``acquire_timeout``, the default connect timeout)."""
+    if driver == "psycopg":
+        return partial(
+            AsyncPsycopgDriver,
+            conninfo,
+            kwargs,
+            connection_class,
+            recycle,
+            transaction_pooling=transaction_pooling,
+        )
+    if driver != "asyncpg":
+        raise ValueError(f"{owner}: driver must be one of {', '.join(map(repr, DRIVERS))}, got {driver!r}")
+    if True:  # ASYNC
+        from .._drivers.asyncpg_driver import AsyncpgDriver  # noqa: PLC0415  (asyncpg: when asked for)
+
+        if connection_class is not psycopg.AsyncConnection:  # an asyncpg.Connection subclass: asyncpg's
+            kwargs = _with_connection_class(owner, kwargs, connection_class)
+        return partial(AsyncpgDriver, conninfo, kwargs, recycle, transaction_pooling=transaction_pooling)
+    else:
+        raise ValueError(
+            f"{owner}: driver='asyncpg' needs asyncio (asyncpg has no threaded API): use fastpool.AsyncPool"
+        )
+
+
+def _with_connection_class(owner: str, kwargs: Any, connection_class: Any) -> Any:
+    """``kwargs`` with ``connection_class`` for asyncpg.connect() (a subclass of asyncpg's)."""
+    import asyncpg  # noqa: PLC0415
+
+    if not (isinstance(connection_class, type) and issubclass(connection_class, asyncpg.Connection)):
+        raise TypeError(
+            f"{owner}: connection_class must be asyncpg.Connection or a subclass with driver='asyncpg', "
+            f"got {connection_class!r}"
+        )
+    if callable(kwargs):
+        given = kwargs
+        return lambda: {**(given() or {}), "connection_class": connection_class}
+    return {**(kwargs or {}), "connection_class": connection_class}
+
+
+class AsyncPool(AsyncBasePool[AsyncPoolConnT], Generic[AsyncPoolConnT]):
+    """An asyncio pool of psycopg 3 ``AsyncConnection`` objects, or of asyncpg connections.
 
     ``AsyncPool("host=127.0.0.1 dbname=test user=postgres")``: options follow
     sqlx's ``PoolOptions``; invalid values raise ``ValueError`` or
     ``TypeError`` naming the option:
+
+    * ``driver``: ``"psycopg"`` (the default) or ``"asyncpg"``: the pool hands
+      out ``asyncpg.Connection`` objects, ``kwargs`` go to ``asyncpg.connect``,
+      and ``conninfo`` may be a ``postgresql://`` URL or a libpq ``key=value``
+      string (translated); the threaded pool refuses it;
 
     * ``min_size`` / ``max_size``: the floor kept open in the background and
       the hard cap on idle + in use + connecting;
@@ -60,14 +119,41 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
     (``open=False``, or :meth:`connect_lazy`).
     """
 
-    _driver: AsyncPsycopgDriver
+    _driver: Any
+
+    @overload
+    def __init__(
+        self: AsyncPool[psycopg.AsyncConnection[Any]],
+        conninfo: AsyncConninfo = "",
+        *,
+        driver: Literal["psycopg"] = "psycopg",
+        kwargs: AsyncKwargs | None = None,
+        connection_class: type[psycopg.AsyncConnection[Any]] = psycopg.AsyncConnection,
+        recycle: Recycle = Recycle.FAST,
+        transaction_pooling: bool = False,
+        **options: Unpack[PoolSettings],
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: AsyncPool[asyncpg.Connection],
+        conninfo: AsyncConninfo = "",
+        *,
+        driver: Literal["asyncpg"],
+        kwargs: AsyncKwargs | None = None,
+        connection_class: type[Any] = psycopg.AsyncConnection,
+        recycle: Recycle = Recycle.FAST,
+        transaction_pooling: bool = False,
+        **options: Unpack[PoolSettings],
+    ) -> None: ...
 
     def __init__(
         self,
         conninfo: AsyncConninfo = "",
         *,
+        driver: str = "psycopg",
         kwargs: AsyncKwargs | None = None,
-        connection_class: type[psycopg.AsyncConnection[Any]] = psycopg.AsyncConnection,
+        connection_class: type[Any] = psycopg.AsyncConnection,
         recycle: Recycle = Recycle.FAST,
         transaction_pooling: bool = False,
         **options: Unpack[PoolSettings],
@@ -79,15 +165,9 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
                 "recycle=CLEAN runs RESET ALL at every return: settings made with SET in after_connect "
                 "are undone; put session settings in the connection parameters instead"
             )
-        make_driver = partial(
-            AsyncPsycopgDriver,
-            conninfo,
-            kwargs,
-            connection_class,
-            recycle,
-            transaction_pooling=transaction_pooling,
-        )
-        super().__init__(make_driver, **options)
+        owner = type(self).__name__
+        factory = make_driver(owner, driver, conninfo, kwargs, connection_class, recycle, transaction_pooling)
+        super().__init__(factory, **options)
 
     @classmethod
     async def connect(cls, conninfo: AsyncConninfo = "", **options: Any) -> Self:
@@ -109,20 +189,27 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
     @property
     def transaction_pooling(self) -> bool:
         """True when the pool is set up for a transaction-pooling server (PgBouncer's transaction mode)."""
-        return self._driver.transaction_pooling
+        return self._driver.transaction_pooling  # type: ignore[no-any-return]
 
     @property
     def recycle(self) -> Recycle:
         """The recycling method (``Recycle.FAST`` unless given)."""
-        return self._driver.recycle
+        return self._driver.recycle  # type: ignore[no-any-return]
+
+    @property
+    def driver(self) -> str:
+        """The driver's name: ``"psycopg"`` or ``"asyncpg"``."""
+        return "psycopg" if isinstance(self._driver, AsyncPsycopgDriver) else "asyncpg"
 
     async def clear_prepared(self) -> None:
         """Deallocate the prepared statements of every pooled connection.
 
-        Idle connections are cleared now (``DEALLOCATE ALL``, and psycopg's own
-        cache is forgotten with it); connections in use are cleared when
-        they come back.  Use it after DDL that would make other connections
-        fail with "cached plan must not change result type".
+        Idle connections are cleared now (psycopg: ``DEALLOCATE ALL``, and
+        psycopg's own cache is forgotten with it; asyncpg: its statement cache
+        is dropped, and its statements closed at the next query); connections
+        in use are cleared when they come back.  Use it after DDL that would
+        make other connections fail with "cached plan must not change result
+        type".
         """
         self._driver.epoch += 1  # (the driver's gates see it at once)
         for e in self._take_idle():
@@ -130,9 +217,9 @@ class AsyncPool(AsyncBasePool[psycopg.AsyncConnection[Any]]):
         self._close_doomed()
 
     @asynccontextmanager
-    async def transaction(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def transaction(self, timeout: float | None = None) -> AsyncIterator[AsyncPoolConnT]:
         """Borrow a connection inside ``conn.transaction()`` (commit or roll back)."""
-        async with self.connection(timeout) as conn, conn.transaction():
+        async with self.connection(timeout) as conn, conn.transaction():  # type: ignore[attr-defined]
             yield conn
 
     def leadership(
