@@ -44,8 +44,28 @@ cdef extern from *:
         if (get == NULL) { Py_INCREF(descr); return descr; }
         return get(descr, obj, (PyObject *)Py_TYPE(obj));
     }
+    /* write an attribute through its descriptor (a __slots__ member) */
+    static int fastpool_slot_set(PyObject *descr, PyObject *obj, PyObject *value) {
+        descrsetfunc set = Py_TYPE(descr)->tp_descr_set;
+        if (set == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "not a data descriptor");
+            return -1;
+        }
+        return set(descr, obj, value);
+    }
+    /* one step of a coroutine (send None): what it waits on, or `done` when it returned
+       (no StopIteration is made); NULL with the exception set when it raised */
+    static PyObject *fastpool_step(PyObject *coro, PyObject *done) {
+        PyObject *result = NULL;
+        PySendResult r = PyIter_Send(coro, Py_None, &result);
+        if (r == PYGEN_ERROR) return NULL;
+        if (r == PYGEN_RETURN) { Py_XDECREF(result); Py_INCREF(done); return done; }
+        return result;
+    }
     """
     object fastpool_slot_get(object descr, object obj)
+    int fastpool_slot_set(object descr, object obj, object value) except -1
+    object fastpool_step(object coro, object done)
 
 
 cdef double clock_fallback() except? -1.0
@@ -62,6 +82,17 @@ cdef inline double now() except? -1.0:
 cdef inline object slot_get(object descr, object obj):
     """``descr.__get__(obj)``: an attribute read through its descriptor (a class's __slots__ member)."""
     return fastpool_slot_get(descr, obj)
+
+
+cdef inline int slot_set(object descr, object obj, object value) except -1:
+    """``descr.__set__(obj, value)``: an attribute write through its descriptor (a __slots__ member)."""
+    return fastpool_slot_set(descr, obj, value)
+
+
+cdef inline object step(object coro, object done):
+    """Send None into ``coro``: what it waits on next, or ``done`` if it returned (its value is
+    dropped); its exception propagates."""
+    return fastpool_step(coro, done)
 
 
 cdef inline int fd_readable(long long fd) noexcept nogil:

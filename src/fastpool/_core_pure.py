@@ -14,7 +14,18 @@ from collections.abc import Generator
 from time import monotonic as now  # the pool's clock, as the pure-Python core reads it
 from typing import Any
 
-__all__ = ["AsyncBorrow", "Lock", "PathBase", "fd_readable", "monotonic", "now", "readable", "slot_get"]
+__all__ = [
+    "AsyncBorrow",
+    "Lock",
+    "PathBase",
+    "fd_readable",
+    "monotonic",
+    "now",
+    "readable",
+    "slot_get",
+    "slot_set",
+    "step",
+]
 
 
 def monotonic() -> float:
@@ -28,6 +39,20 @@ Lock = threading.Lock  # the threaded pools' mutex
 def slot_get(descr: Any, obj: Any) -> Any:
     """``descr.__get__(obj)``: an attribute read through its descriptor (a class's __slots__ member)."""
     return descr.__get__(obj, type(obj))
+
+
+def slot_set(descr: Any, obj: Any, value: Any) -> None:
+    """``descr.__set__(obj, value)``: an attribute write through its descriptor (a __slots__ member)."""
+    descr.__set__(obj, value)
+
+
+def step(coro: Any, done: Any) -> Any:
+    """Send None into ``coro``: what it waits on next, or ``done`` if it returned (its value is
+    dropped); its exception propagates."""
+    try:
+        return coro.send(None)
+    except StopIteration:
+        return done
 
 
 def fd_readable(fd: int) -> int:
