@@ -539,6 +539,20 @@ class AsyncRunner:
         if tasks:
             await asyncio.wait(tasks, timeout=max(0.1, timeout))
 
+    def cancel(self) -> None:
+        """Stop at once, from a plain function: cancel the timers and every task; nothing waits."""
+        self._stopped = True
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        current = asyncio.current_task(loop) if loop.is_running() else None
+        for t in (*self._tasks, *self._kept):
+            if t is not current:
+                t.cancel()
+
 
 class Runner:
     """The background work of a threaded pool: ``num_workers`` threads and one timer thread.
@@ -625,6 +639,10 @@ class Runner:
                 return
             heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), timer))
             self._cond.notify()
+
+    def cancel(self) -> None:
+        """Stop without waiting for the threads (the jobs already queued still run)."""
+        self.stop(0.0)
 
     def stop(self, timeout: float) -> None:
         """Stop the threads after the jobs already queued; wait up to ``timeout`` for them."""

@@ -6,11 +6,13 @@ output and turns ``AwaitableContext(fn, *args)`` into ``fn(*args)``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+import asyncio
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-__all__ = ["AwaitableContext"]
+__all__ = ["AwaitableContext", "resume", "run_eagerly"]
 
 T = TypeVar("T")
 
@@ -44,3 +46,38 @@ class AwaitableContext(Generic[T]):
         if obj is not None:
             return await obj.__aexit__(exc_type, exc, tb)
         return None
+
+
+def run_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+    """Run ``coro`` here until it first waits; None if it finished, else a task running the rest.
+
+    What ``asyncio``'s eager tasks (3.12) do, on every version: a coroutine that
+    never waits (a reset with nothing to send, a no-op hook) costs no task and no
+    loop turn, and the part before its first wait runs in the caller's turn, in
+    order.  An exception raised before that first wait propagates to the caller.
+    """
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    return loop.create_task(resume(coro, waiting_on))
+
+
+@types.coroutine
+def resume(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
+    """The rest of a coroutine started by hand, which now waits on ``waiting_on``, as an
+    awaitable: whoever awaits it (a task) waits for that, resumes the coroutine as a task would
+    (``send(None)``), and throws a cancellation into it."""
+    while True:
+        try:
+            yield waiting_on
+        except BaseException as exc:  # (the task was cancelled): the coroutine gets it where it waits
+            try:
+                waiting_on = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+            continue
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration as done:
+            return done.value

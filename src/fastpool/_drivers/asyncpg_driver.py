@@ -220,6 +220,9 @@ class AsyncpgDriver(PostgresDriver):
             if isinstance(exc, asyncio.CancelledError):
                 raise
 
+    def abort(self, conn: Any) -> None:
+        conn.terminate()
+
     async def check(self, conn: Any) -> None:
         await conn.execute("SELECT 1")
         err = self.role_error(conn)  # what the server reported in this round trip
@@ -392,6 +395,7 @@ def _access(asyncpg: Any) -> tuple[Any, ...]:
         Protocol.is_connected,
         Protocol._is_cancelling,
         Protocol.is_in_transaction,
+        next(k.__dict__["queries_count"] for k in Protocol.__mro__ if "queries_count" in k.__dict__),
     )
 
 

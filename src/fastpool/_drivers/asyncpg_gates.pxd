@@ -43,6 +43,7 @@ cdef class AsyncpgGates(Gates):  # (not final: Cython refuses a final class's ov
     cdef object _connected
     cdef object _cancelling
     cdef object _in_tx
+    cdef object _queries
 
     @cython.locals(c=object, proto=object)
     cpdef bint open(self, AsyncpgState st) except -1
@@ -51,3 +52,5 @@ cdef class AsyncpgGates(Gates):  # (not final: Cython refuses a final class's ov
     @cython.locals(st=AsyncpgState, proto=object)
     cpdef bint returnable(self, Entry e, double now) except -1
     cpdef bint idle(self, AsyncpgState st) except -1
+    @cython.locals(st=AsyncpgState, proto=object)
+    cpdef bint pristine(self, Entry e, long long queries) except -1

@@ -157,9 +157,9 @@ class AsyncpgGates(Gates):
 
     ``access`` holds what the gates read asyncpg's objects with, found once in
     asyncpg's classes by the driver: the descriptors of ``Connection._aborted``,
-    ``._protocol`` and ``._top_xact`` and of ``_Atomic._acquired``, and the
+    ``._protocol`` and ``._top_xact`` and of ``_Atomic._acquired``, the
     protocol's ``is_connected``, ``_is_cancelling`` and ``is_in_transaction``,
-    called unbound.
+    called unbound, and the descriptor of its ``queries_count``.
     """
 
     if not cython.compiled:  # compiled, the .pxd declares the attributes
@@ -170,6 +170,7 @@ class AsyncpgGates(Gates):
             "_connected",
             "_in_tx",
             "_protocol",
+            "_queries",
             "_top_xact",
             "epoch",
         )
@@ -183,6 +184,7 @@ class AsyncpgGates(Gates):
             access[3],
         )
         self._connected, self._cancelling, self._in_tx = access[4], access[5], access[6]
+        self._queries = access[7]
 
     def open(self, st: AsyncpgState) -> bool:
         """Not terminated, still on the protocol it joined with, and connected."""
@@ -232,6 +234,29 @@ class AsyncpgGates(Gates):
         proto = st.proto
         return bool(
             self.open(st) and not self._cancelling(proto) and not slot_get(self._acquired, st.section)
+        )
+
+    def pristine(self, e: Entry, queries: int) -> bool:
+        """A connection back from a borrow of ``fastpool.asyncpg.Pool`` has nothing for
+        asyncpg's reset to undo: open, no operation or cancellation in progress, no
+        transaction, no listener, its server still in the wanted role, and no query sent
+        since it was lent (``queries``: the protocol's ``queries_count`` then; it counts
+        every query when it is sent, whatever becomes of it)."""
+        data = e.data
+        if type(data) is not AsyncpgState:
+            return False
+        st = data
+        proto = st.proto
+        return bool(
+            slot_get(self._queries, proto) == queries
+            and self.open(st)
+            and not self._cancelling(proto)
+            and not slot_get(self._acquired, st.section)
+            and not self._in_tx(proto)
+            and slot_get(self._top_xact, st.conn) is None
+            and not st.listeners
+            and not st.log_listeners
+            and (st.role == ROLE_ANY or role_ok(st.settings, st.role))
         )
 
 

@@ -103,6 +103,14 @@ class Driver:
         """
         return False
 
+    def abort(self, conn: Any) -> None:
+        """Close ``conn`` at once, sending nothing that could wait (a pool's ``terminate()``).
+
+        The base shuts its I/O down (:meth:`interrupt`); a driver whose connections can be
+        aborted outright does that.  Never raises.
+        """
+        self.interrupt(conn)
+
     # -- no I/O, off the borrow path ---------------------------------------------------------
 
     def snapshot(self, conn: Any) -> Any:

@@ -193,18 +193,8 @@ class AsyncBasePool(PoolCommon[C]):
         later acquires raise ``PoolClosed``.  Waits up to ``timeout`` seconds
         for borrowed connections to come back; any returned later is closed.
         """
-        with self._lock:
-            if self._closed:
-                self._opened = True  # a pool closed before it was opened stays closed
-                return
-            self._closed = True
-            waiters = self._core.close()
-            for w in waiters:
-                w.error = self._closed_while_waiting()
-        self._fast.put_mode = self._core_mod.PUT_SLOW  # a return now closes its connection at once
-        for w in waiters:
-            wake_async(w)
-        self._queue.stop()
+        if not self._close_begin():
+            return
         surfaces = list(self._closers)
         for s in surfaces:  # owners lose their pinned connections
             await s._pool_closing()
@@ -335,6 +325,10 @@ class AsyncBasePool(PoolCommon[C]):
 
     def _close_later(self, conns: list[Any]) -> None:
         """Close ``conns``: in a task on asyncio; right here in threads (a close does not wait)."""
+        if self._terminated:  # terminate(): aborted, nothing left to run
+            for conn in conns:
+                self._driver.abort(conn)
+            return
         if True:  # ASYNC
             self._runner.spawn(self._close_conns, conns, keep=True)
         else:
@@ -476,9 +470,6 @@ class AsyncBasePool(PoolCommon[C]):
         e.flagged = False
         self._count("health_checks")
         return True
-
-    def _closed_while_waiting(self) -> BaseException:
-        return PoolClosed(f"{self._name} was closed while waiting for a connection")
 
 
 class AsyncResourcePool(AsyncBasePool[C]):

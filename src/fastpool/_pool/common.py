@@ -100,6 +100,7 @@ class PoolCommon(Generic[C]):
     def __init__(self, make_driver: Callable[[float], Driver], config: PoolConfig) -> None:
         self._closed = True  # until started: __del__/close stay harmless
         self._opened = False
+        self._terminated = False  # terminate(): connections are aborted, never closed politely
         self._config = config
         self._acquire_timeout = config.acquire_timeout
         self._release_timeout = config.release_timeout
@@ -248,7 +249,8 @@ class PoolCommon(Generic[C]):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"size={self._core.size}"
-        return f"<fastpool.{type(self).__qualname__} {self._name!r} {state} at 0x{id(self):x}>"
+        cls = type(self)
+        return f"<{cls.__module__}.{cls.__qualname__} {self._name!r} {state} at 0x{id(self):x}>"
 
     # -- managing the pool (no I/O here: closes run in the background) --------------------------
 
@@ -394,6 +396,54 @@ class PoolCommon(Generic[C]):
             level, "%s: %s, closing the connection: %s", self._name, why, self._driver.redact(str(exc))
         )
         self._discard(e)
+
+    def _alarm(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call ``fn(*args)`` after ``delay`` seconds unless the handle's ``cancel()`` comes first."""
+        return self._runner.alarm(delay, fn, *args)
+
+    def _connections(self) -> list[Any]:
+        """Every open connection of the pool: idle, borrowed, or being reset."""
+        return list(self._conns.values())
+
+    def _close_begin(self) -> bool:
+        """The I/O-free start of a close: waiters get ``PoolClosed``, returns close their
+        connections from now on.  False when the pool was closed already."""
+        with self._lock:
+            if self._closed:
+                self._opened = True  # a pool closed before it was opened stays closed
+                return False
+            self._closed = True
+            waiters = self._core.close()
+            for w in waiters:
+                w.error = self._closed_while_waiting()
+        self._fast.put_mode = self._core_mod.PUT_SLOW  # a return now closes its connection at once
+        for w in waiters:
+            self._wake(w)
+        self._queue.stop()
+        return True
+
+    def _terminate(self) -> None:
+        """Close the pool at once, from a plain function (asyncpg's ``terminate()``).
+
+        Waiters get ``PoolClosed``, the background work is cancelled, and every
+        connection, idle, borrowed or being reset, is aborted by the driver: its
+        socket is closed without a goodbye, and a borrower's next call on it fails.
+        Nothing waits and nothing is left to run.
+        """
+        self._close_begin()
+        self._terminated = True
+        self._runner.cancel()
+        with self._lock:
+            self._core.take_doomed()
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            try:
+                self._driver.abort(conn)
+            except Exception as exc:  # pragma: no cover - an abort is best effort
+                self._log.debug("%s: error aborting a connection: %s", self._name, exc)
+
+    def _closed_while_waiting(self) -> BaseException:
+        return PoolClosed(f"{self._name} was closed while waiting for a connection")
 
     def _take_idle(self) -> list[Any]:
         """Check out every idle connection (expired ones are closed on the way)."""

@@ -37,6 +37,16 @@ class PoolInterface(Protocol):
     #: a psycopg connection's ``_pool`` is the pool while lent (a surface may set it)
     _lend_as_pool: bool
 
+    #: the core's entry class: what ``_fast.get`` returns when it needs not wait (else an awaitable)
+    _entry_cls: type[Any]
+    #: the default deadline of a return's reset, in seconds
+    _release_timeout: float
+    #: the core module of the pool's build (a surface's own compiled path is loaded in the same
+    #: build: ``_core_build.load_module(name, _core_build.build_of(pool._core_mod))``)
+    _core_mod: Any
+    #: a weak reference to the pool (what a surface's borrow path holds)
+    _ref: Any
+
     def _get(self, timeout: float | None) -> Any:
         """Borrow a raw core entry (``entry.conn`` is the connection), within ``timeout``."""
 
@@ -63,6 +73,16 @@ class PoolInterface(Protocol):
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the pool's background work after ``delay`` seconds."""
+
+    def _alarm(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call ``fn(*args)`` (quick, no waiting) after ``delay`` seconds unless the returned
+        handle's ``cancel()`` is called first."""
+
+    def _connections(self) -> list[Any]:
+        """Every open connection of the pool: idle, borrowed, or being reset."""
+
+    def _terminate(self) -> None:
+        """Close the pool at once, aborting every connection, borrowed ones too (no waiting)."""
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the background soon; safe from any thread and from finalizers."""
