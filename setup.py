@@ -1,11 +1,12 @@
 """Build fastpool, compiling its pool core.
 
-Four extensions: ``fastpool._core_pool``, compiled from the plain Python module
+Five extensions: ``fastpool._core_pool``, compiled from the plain Python module
 ``src/fastpool/_core_pool.py`` with the C types of ``_core_pool.pxd`` (the same
 file is the pure-Python core); ``fastpool._core``, from ``_core.pyx``: the
 few parts only C can do (the clock, the socket probe, the mutex, the asyncio
-borrow's ``am_send``); and the drivers' borrow-path gates,
-``fastpool._drivers.psycopg_gates`` and ``fastpool._drivers.asyncpg_gates``,
+borrow's ``am_send``); the drivers' borrow-path gates,
+``fastpool._drivers.psycopg_gates`` and ``fastpool._drivers.asyncpg_gates``, and
+the ``fastpool.asyncpg`` drop-in's borrow path, ``fastpool._compat.asyncpg_lend``,
 written and compiled like the core.
 
 Environment switches (read at build time):
@@ -68,6 +69,7 @@ COMPILED = [
     "src/fastpool/_core_pool.py",
     "src/fastpool/_drivers/psycopg_gates.py",
     "src/fastpool/_drivers/asyncpg_gates.py",
+    "src/fastpool/_compat/asyncpg_lend.py",
 ]
 
 

@@ -8,6 +8,7 @@ skip with the reason.  With ``CI=true`` a missing database fails the run.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -456,6 +457,34 @@ async def make_apg(build: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
     yield make
     for p in pools:
         await p.close(timeout=1.0)
+
+
+@pytest_asyncio.fixture
+async def make_dropin(build: str, dsn: str, app_name: str) -> AsyncIterator[Any]:
+    """``await make_dropin(**create_pool_options)``: a ``fastpool.asyncpg`` pool on the test's
+    build (``min_size=1, max_size=4`` unless given), its connections named ``app_name``, opened
+    with ``await`` unless ``open=False``; each is closed at the end (terminated if that hangs)."""
+    from fastpool.asyncpg import create_pool
+
+    pools: list[Any] = []
+
+    async def make(*, open: bool = True, **kw: Any) -> Any:
+        settings = dict(kw.pop("server_settings", {}))
+        settings.setdefault("application_name", app_name)
+        kw.setdefault("min_size", 1)
+        kw.setdefault("max_size", 4)
+        p = create_pool(kw.pop("dsn", dsn), server_settings=settings, **kw)
+        pools.append(p)
+        if open:
+            await p
+        return p
+
+    yield make
+    for p in pools:
+        try:
+            await asyncio.wait_for(p.close(), 5.0)
+        except (asyncio.TimeoutError, Exception):
+            p.terminate()
 
 
 def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:

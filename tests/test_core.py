@@ -358,6 +358,7 @@ def test_drain(core_mod: ModuleType) -> None:
         ),
         ("fastpool._drivers.psycopg_gates", "_drivers/psycopg_gates.pxd", {"ClientState", "PsycopgGates"}),
         ("fastpool._drivers.asyncpg_gates", "_drivers/asyncpg_gates.pxd", {"AsyncpgState", "AsyncpgGates"}),
+        ("fastpool._compat.asyncpg_lend", "_compat/asyncpg_lend.pxd", {"AcquireContext", "DropinPath"}),
     ],
 )
 def test_pure_slots_match_the_pxd(module: str, pxd_path: str, expected: set[str]) -> None:

@@ -83,11 +83,13 @@ ASYNC = [
     "floor: asyncio hand-off",
 ]
 SELECT1 = ["dedicated connection", "fastpool[c]", "fastpool[python]", "psycopg_pool"]
-#: the pools of asyncpg connections: fastpool on asyncpg, asyncpg's own pool (its default reset, and a
-#: no-op reset), psqlpy's (a Rust driver with a deadpool pool)
+#: the pools of asyncpg connections: fastpool on asyncpg, its asyncpg.Pool drop-in and asyncpg's own
+#: pool (each with its default reset, and a no-op reset), psqlpy's (a Rust driver with a deadpool pool)
 ASYNCPG = [
     "fastpool[c] asyncpg",
     "fastpool[python] asyncpg",
+    "fastpool[c] asyncpg drop-in",
+    "fastpool[c] asyncpg drop-in reset=noop",
     "asyncpg.Pool",
     "asyncpg.Pool reset=noop",
     "psqlpy",
@@ -381,19 +383,35 @@ def sync_pg(name: str, dsn: str, *, query: str | None = None, autocommit: bool =
 
 def asyncpg_impl(name: str, dsn: str, loop: asyncio.AbstractEventLoop, *, query: str | None = None) -> Impl:
     """The pools of asyncpg connections (and psqlpy's), built like ``async_pg``'s on ``loop``:
-    fastpool's ``AsyncPool(driver="asyncpg")`` on either build, ``asyncpg.Pool`` with its default
-    reset and with a no-op ``reset=``, and psqlpy's pool."""
+    fastpool's ``AsyncPool(driver="asyncpg")`` on either build, ``fastpool.asyncpg`` (the drop-in)
+    and ``asyncpg.Pool``, each with its default reset and with a no-op ``reset=``, and psqlpy's
+    pool."""
     from .._drivers.asyncpg_driver import translate_conninfo
 
     url, kwargs = translate_conninfo(dsn)
-    if name.startswith("fastpool"):
+    pool: Any
+    cm: Any
+    close: Callable[[], Any]
+    if "drop-in" in name:
         _import("asyncpg")
-        pool: Any = _with_build(
+        from ..asyncpg import create_pool as dropin_pool
+
+        reset = _no_reset if name.endswith("reset=noop") else None
+
+        async def make_dropin() -> Any:
+            return await dropin_pool(url, min_size=SIZE, max_size=SIZE, reset=reset, **kwargs)
+
+        pool = _with_build(_build_of(name), lambda: loop.run_until_complete(make_dropin()))
+        cm = pool.acquire
+        close = lambda: loop.run_until_complete(pool.close())  # noqa: E731
+    elif name.startswith("fastpool"):
+        _import("asyncpg")
+        pool = _with_build(
             _build_of(name), lambda: AsyncPool(dsn, driver="asyncpg", min_size=SIZE, max_size=SIZE)
         )
         loop.run_until_complete(pool.open())
-        cm: Any = pool.connection
-        close: Callable[[], Any] = lambda: loop.run_until_complete(pool.close())  # noqa: E731
+        cm = pool.connection
+        close = lambda: loop.run_until_complete(pool.close())  # noqa: E731
     elif name.startswith("asyncpg.Pool"):
         asyncpg = _import("asyncpg")
         extra = {"reset": _no_reset} if name.endswith("reset=noop") else {}
