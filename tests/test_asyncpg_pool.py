@@ -174,8 +174,9 @@ async def test_returned_mid_query_or_with_a_cancel_pending_is_discarded(make_apg
     pool = await make_apg(max_size=1)
     statements = ("SELECT pg_sleep(1)", "COPY (SELECT generate_series(1, 10000000)) TO STDOUT")
 
-    async def borrower(stmt: str) -> None:
+    async def borrower(stmt: str, started: asyncio.Event) -> None:
         async with pool.connection() as conn:
+            started.set()  # the waiter wakes after this task has sent its statement
             if stmt.startswith("COPY"):
                 await conn.copy_from_query(stmt[6:-11], output=lambda b: asyncio.sleep(0.01))
             else:
@@ -183,7 +184,9 @@ async def test_returned_mid_query_or_with_a_cancel_pending_is_discarded(make_apg
 
     for stmt in statements:
         for _ in range(3):
-            task = asyncio.create_task(borrower(stmt))
+            started = asyncio.Event()
+            task = asyncio.create_task(borrower(stmt, started))
+            await asyncio.wait_for(started.wait(), 10)  # however slow the connect, cancel mid-statement
             await asyncio.sleep(0.05)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -226,6 +226,9 @@ def test_sync_recycle_and_pre_ping(url: Any, admin: Any) -> None:
         with engine.connect() as conn:
             third = conn.execute(sa.text(pid)).scalar()
         assert third not in (first, second)
+        deadline = time.monotonic() + 5  # the replaced one is closed in the background
+        while backends(admin, app) != {third} and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert backends(admin, app) == {third}
     finally:
         engine.dispose()
