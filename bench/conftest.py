@@ -77,5 +77,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if b.stats and b.stats.rounds
     ]
     if rows:
-        terminalreporter.write_sep("-", "ratios (median per borrow; >1x means slower than fastpool[c])")
+        terminalreporter.write_sep("-", "ratios (median per borrow / fastpool (compiled)'s: lower is better)")
         terminalreporter.write_line(table(rows))

@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable
 
-BASELINE = "fastpool[c]"
+BASELINE = "fastpool (compiled)"
 
 
 def table(rows: Iterable[tuple[str, str, float]]) -> str:
@@ -24,7 +24,7 @@ def table(rows: Iterable[tuple[str, str, float]]) -> str:
     for group, items in sorted(groups.items()):
         base = next((m for n, m in items if n == BASELINE), None)
         out.append(f"\n{group}\n")
-        out.append("| implementation | median | vs fastpool[c] |")
+        out.append("| implementation | median | vs fastpool (compiled) |")
         out.append("|---|---:|---:|")
         for name, median in sorted(items, key=lambda x: x[1]):
             ratio = f"{median / base:.2f}x" if base else "n/a"

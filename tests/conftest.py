@@ -499,4 +499,6 @@ def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"fastpool core: {fastpool.IMPLEMENTATION} (compiled expected: {compiled_expected()})"
+    build = {"c": "compiled", "python": "pure Python"}[fastpool.IMPLEMENTATION]
+    strict = "; a missing compiled build is a failure" if compiled_expected() else ""
+    return f"fastpool: the {build} build is the default here; the tests run on both builds{strict}"

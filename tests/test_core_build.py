@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,10 @@ def _bench_cli(dsn: str) -> str:
 def test_bench_cli_quick_runs(dsn: str) -> None:
     """``python -m fastpool bench --quick`` prints a table of ratios (a smoke test, no timing asserted)."""
     out = _bench_cli(dsn)
-    assert "vs fastpool[" in out and "borrow+return, psycopg, no query, 1 thread" in out
+    assert (
+        "time per operation / fastpool (compiled)" in out
+        and "borrow+return, psycopg, no query, 1 thread" in out
+    )
     assert "async borrow+return" in out
 
 
@@ -129,12 +133,35 @@ def test_bench_cli_fails_when_the_named_database_is_unreachable(where: str) -> N
 
 
 @pytest.mark.db
-def test_cli_options_before_the_subcommand(dsn: str) -> None:
-    r = _cli("--dsn", dsn, "--seconds", "0.3", "--workers", "2", "demo")
+def test_cli_dsn_before_the_command_and_demo_options_only_under_demo(dsn: str) -> None:
+    r = _cli("--dsn", dsn, "demo", "--seconds", "0.3", "--workers", "2")
     assert r.returncode == 0, r.stderr
-    assert "core: " in r.stdout and "2 threads borrowing" in r.stdout and "for 0.3 s" in r.stdout
-    r = _cli("--seconds", "1", "bench")
-    assert r.returncode == 2 and "--seconds: options of the demo, not of bench" in r.stderr
+    assert "compiled build" in r.stdout or "pure Python" in r.stdout
+    assert "2 threads borrowing" in r.stdout and "for 0.3 s" in r.stdout
+    assert r.stdout.count("fastpool 0.") == 1  # one version header
+    for args in (("--seconds", "1", "demo"), ("--workers=2",)):
+        r = _cli(*args)
+        assert r.returncode == 2 and "is an option of the demo: python -m fastpool demo --" in r.stderr
+    r = _cli("bench", "--seconds", "1")
+    assert r.returncode == 2 and "unrecognized arguments: --seconds" in r.stderr
+
+
+def test_cli_help_says_what_each_command_does() -> None:
+    top = _cli("--help").stdout
+    assert "usage: python -m fastpool" in top and "``" not in top
+    assert "demo" in top and "bench" in top and "--workers" not in top
+    bench = _cli("bench", "--help").stdout
+    assert "FASTPOOL_DSN" in bench and "minutes" in bench and "--plot FILE" in bench and "examples:" in bench
+    demo = _cli("demo", "--help").stdout
+    assert "--workers" in demo and "examples:" in demo
+
+
+def test_console_script_names_itself() -> None:
+    script = Path(sys.executable).parent / "fastpool"
+    if not script.exists():
+        pytest.skip("the fastpool console script is not installed in this environment")
+    r = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0 and r.stdout.startswith("usage: fastpool "), r.stdout[:200]
 
 
 def test_cli_malformed_dsn_is_a_message_not_a_traceback() -> None:

@@ -1,4 +1,4 @@
-"""``python -m fastpool``: a short demo of the pool against a PostgreSQL database.
+"""The command line, ``python -m fastpool`` or ``fastpool``: the demo, and the benchmark.
 
 Concurrent worker threads borrow connections from one ``fastpool.Pool`` and
 run a query each time; progress is shown while they run, then the pool's
@@ -38,7 +38,7 @@ def _where(dsn: str) -> str:
 
 def demo(dsn: str, workers: int, max_size: int, seconds: float, out: Any = sys.stdout) -> int:
     """Run the demo; return the process exit code."""
-    print(f"fastpool {__version__} demo (core: {IMPLEMENTATION}) against {_where(dsn)}", file=out)
+    print(f"fastpool {__version__} demo ({_BUILDS[IMPLEMENTATION]} build) against {_where(dsn)}", file=out)
     try:
         pool = Pool(dsn, min_size=min(2, max_size), max_size=max_size, acquire_timeout=5.0, name="demo")
     except (PoolTimeout, psycopg.Error, ValueError, TypeError) as exc:
@@ -95,60 +95,128 @@ def demo(dsn: str, workers: int, max_size: int, seconds: float, out: Any = sys.s
 
 
 _DEMO_DEFAULTS = {"workers": 8, "max_size": 4, "seconds": 2.0}
+_DEMO_OPTIONS = ("--workers", "--max-size", "--seconds")
+_BUILDS = {"c": "compiled", "python": "pure Python: the compiled build is not installed here"}
+
+_DESCRIPTION = """\
+fastpool: a fast, correct connection pool for PostgreSQL (psycopg 3 and asyncpg).
+
+commands:
+  demo    (the default) 8 threads share a pool of 4 connections for 2 seconds,
+          then the pool's stats are shown
+  bench   fastpool beside the pools installed here (psycopg_pool, SQLAlchemy,
+          asyncpg...), as ratios; 2 to 4 minutes, less than 1 with --quick
+
+Run '%(prog)s COMMAND --help' for a command's options and examples."""
+
+_DATABASE = """\
+the database:
+  --dsn, else $FASTPOOL_DSN, else $FASTPOOL_TEST_DSN, else libpq's PG* environment
+  (PGHOST, PGPORT, PGUSER...), else host=127.0.0.1 dbname=test user=postgres.
+  The password is never printed."""
+
+_DEMO_HELP = f"""\
+Eight threads (--workers) borrow connections from one fastpool.Pool of
+max_size=4 (--max-size) and run a query each time, for 2 seconds (--seconds).
+Progress is printed twice a second; then the totals, how evenly the threads
+were served, and the pool's stats.
+
+{_DATABASE}
+
+examples:
+  %(prog)s
+  %(prog)s --workers 32 --seconds 10 --dsn 'host=db.internal dbname=app user=app'"""
+
+_BENCH_HELP = f"""\
+Measures fastpool, compiled and pure Python, beside the pools installed here
+(psycopg_pool sync and async, SQLAlchemy's QueuePool, asyncpg's Pool, psqlpy)
+and floors (the least any pool of that kind can cost): borrow + return with no
+query, SELECT 1 per borrow beside a dedicated connection, 16 threads and 64
+tasks sharing 4 connections, and the memory each pool adds per idle
+connection. Implementations run in interleaved rounds. Each table gives every
+row's time relative to fastpool (compiled), lower is better, with its spread
+over the rounds; a spread that includes 1.00x is shown as a tie. Peers that
+are not installed are named and skipped; without a database, only the
+plain-resource shape runs.
+
+It takes 2 to 4 minutes (--quick: well under a minute, a smoke test rather than
+a measurement), and opens at most about 30 connections at once.
+
+{_DATABASE}
+
+examples:
+  %(prog)s
+  %(prog)s --quick --plot bench.png
+  FASTPOOL_DSN='host=db.internal dbname=app user=app' %(prog)s"""
 
 
-def _add_options(parser: argparse.ArgumentParser, demo: bool) -> None:
-    # SUPPRESS: an option given before the subcommand is not overwritten by the subcommand's default
-    parser.add_argument("--dsn", default=argparse.SUPPRESS, help="libpq connection string (never logged)")
-    if demo:
-        parser.add_argument("--workers", type=int, default=argparse.SUPPRESS, help="borrowing threads (8)")
-        parser.add_argument("--max-size", type=int, default=argparse.SUPPRESS, help="pool max_size (4)")
-        parser.add_argument("--seconds", type=float, default=argparse.SUPPRESS, help="how long to run (2)")
+def _prog() -> str:
+    """How the user called us: ``python -m fastpool``, or the ``fastpool`` console script."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m fastpool" if name in ("", "__main__.py", "-c", "-m") else name
+
+
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog=_prog(), description=_DESCRIPTION, formatter_class=raw)
+    p.add_argument("--version", action="version", version=f"fastpool {__version__}")
+    # SUPPRESS: a --dsn given before the command is not overwritten by the command's default
+    dsn_help = "libpq connection string or postgresql:// URL (never printed)"
+    p.add_argument("--dsn", default=argparse.SUPPRESS, help=dsn_help)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    d = sub.add_parser("demo", help="the default: threads sharing a pool, then its stats",
+                       description=_DEMO_HELP, formatter_class=raw)  # fmt: skip
+    d.add_argument("--dsn", default=argparse.SUPPRESS, help=dsn_help)
+    d.add_argument("--workers", type=int, default=8, help="borrowing threads (default: 8)")
+    d.add_argument("--max-size", type=int, default=4, help="the pool's max_size (default: 4)")
+    d.add_argument("--seconds", type=float, default=2.0, help="how long to run (default: 2)")
+    b = sub.add_parser("bench", help="fastpool beside the pools installed here, as ratios",
+                       description=_BENCH_HELP, formatter_class=raw)  # fmt: skip
+    b.add_argument("--dsn", default=argparse.SUPPRESS, help=dsn_help)
+    b.add_argument("--quick", action="store_true", help="a short run: a smoke test, not a measurement")
+    b.add_argument("--plot", metavar="FILE", help="also chart the ratios into FILE (.png, .svg or .pdf)")
+    return p
+
+
+def _bench(dsn: str, named: str | None, quick: bool, plot_to: str | None) -> int:
+    print(f"fastpool {__version__} bench, the {_BUILDS[IMPLEMENTATION]} build by default")
+    from ._bench.run import run_bench
+
+    reachable: str | None = dsn
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except (psycopg.Error, ValueError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if named is not None:  # the user asked for this database: a failure, not a skip
+            print(f"cannot reach the database given at {_where(dsn)}: {why}", file=sys.stderr)
+            return 2
+        print(f"no database at {_where(dsn)} ({why}): database shapes skipped")
+        reachable = None
+    return run_bench(reachable, quick, plot_to=plot_to)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m fastpool`` and of the ``fastpool`` script.
+    """Entry point of ``python -m fastpool`` and of the ``fastpool`` console script.
 
-    Options may come before or after the subcommand (``--dsn X bench`` or ``bench --dsn X``).
+    ``--dsn`` may come before or after the command (``--dsn X bench`` or ``bench --dsn X``).
     """
-    p = argparse.ArgumentParser(prog="python -m fastpool", description=__doc__.split("\n\n")[0])
-    _add_options(p, demo=True)
-    sub = p.add_subparsers(dest="command")
-    d = sub.add_parser("demo", help="run the demo (the default command)")
-    b = sub.add_parser("bench", help="compare fastpool with the pools installed here (ratios)")
-    _add_options(d, demo=True)
-    _add_options(b, demo=False)
-    b.add_argument("--quick", action="store_true", help="a short run (a smoke test, not a measurement)")
-    args = vars(p.parse_args(argv))
+    p = _parser()
+    given = sys.argv[1:] if argv is None else argv
+    first = next((i for i, a in enumerate(given) if a in ("demo", "bench")), len(given))
+    misplaced = [a.split("=")[0] for a in given[:first] if a.split("=")[0] in _DEMO_OPTIONS]
+    if misplaced:  # `--seconds 1 demo` or `--seconds 1`: say where the option goes
+        p.error(f"{misplaced[0]} is an option of the demo: {p.prog} demo {misplaced[0]} ...")
+    args = vars(p.parse_args(given))
     named = args.get("dsn")
     if named is None and os.environ.get("FASTPOOL_DSN"):
         named = os.environ["FASTPOOL_DSN"]
     dsn = resolve_dsn(args.get("dsn"))
-    print(f"fastpool {__version__}, core: {IMPLEMENTATION} ({_CORES[IMPLEMENTATION]})")
     if args.get("command") == "bench":
-        extra = [f"--{k.replace('_', '-')}" for k in _DEMO_DEFAULTS if k in args]
-        if extra:
-            p.error(f"{', '.join(extra)}: options of the demo, not of bench")
-        from ._bench.run import run_bench
-
-        reachable: str | None = dsn
-        try:
-            psycopg.connect(dsn, connect_timeout=3).close()
-        except (psycopg.Error, ValueError) as exc:
-            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if named is not None:  # the user asked for this database: a failure, not a skip
-                print(f"cannot reach the database given at {_where(dsn)}: {why}", file=sys.stderr)
-                return 2
-            print(f"no database at {_where(dsn)} ({why}): database shapes skipped")
-            reachable = None
-        return run_bench(reachable, bool(args.get("quick")))
+        return _bench(dsn, named, bool(args.get("quick")), args.get("plot"))
     opts = {k: args.get(k, v) for k, v in _DEMO_DEFAULTS.items()}
     if opts["workers"] < 1 or opts["max_size"] < 1 or opts["seconds"] <= 0:
-        p.error("--workers and --max-size must be >= 1 and --seconds > 0")
+        p.error("demo: --workers and --max-size must be at least 1, and --seconds more than 0")
     return demo(dsn, int(opts["workers"]), int(opts["max_size"]), float(opts["seconds"]))
-
-
-_CORES = {"c": "compiled", "python": "pure Python: no compiled core in this install"}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from .. import _core_build
 from .._surfaces.pool import Pool
+from .report import Progress, Row, Table, baseline_of, plot, spread, write_table
 from .shapes import (
     ASYNC,
     ASYNCPG,
@@ -124,32 +125,30 @@ def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str])
     return {name: runner(impl.cm) for name, impl in impls.items() if impl.cm is not None}
 
 
-def measure(shape: Shape, rounds: int, batch: int, out: TextIO) -> dict[str, float]:
-    """Interleave ``rounds`` rounds of ``batch`` borrows per implementation; median seconds per borrow."""
+def measure(shape: Shape, rounds: int, batch: int, out: TextIO) -> dict[str, list[float]]:
+    """Interleave ``rounds`` rounds of ``batch`` borrows per implementation; seconds per borrow, per round."""
     times: dict[str, list[float]] = {name: [] for name in shape}
     for run in shape.values():  # warm up every lazy path
         run(min(batch, 200))
-    for r in range(rounds):
+    progress = Progress(out, rounds)
+    for _ in range(rounds):
         for name, run in shape.items():
             t0 = time.perf_counter()
             run(batch)
             times[name].append((time.perf_counter() - t0) / batch)
-        out.write(f"\r  round {r + 1}/{rounds}")
-        out.flush()
-    out.write("\r" + " " * 30 + "\r")
-    return {name: statistics.median(v) for name, v in times.items()}
+        progress.step()
+    progress.done()
+    return times
 
 
-def report(title: str, medians: dict[str, float], out: TextIO) -> None:
-    """Print one shape's table: median per borrow and ratio to fastpool[c] (or the first fastpool)."""
-    base_name = (
-        "fastpool[c]" if "fastpool[c]" in medians else next(n for n in medians if n.startswith("fastpool"))
-    )
-    base = medians[base_name]
-    out.write(f"\n{title}\n")
-    out.write(f"  {'implementation':<28} {'per borrow':>12} {'vs ' + base_name:>18}\n")
-    for name, m in sorted(medians.items(), key=lambda kv: kv[1]):
-        out.write(f"  {name:<28} {m * 1e6:>9.2f} us {m / base:>17.2f}x\n")
+def time_table(title: str, times: dict[str, list[float]], unit: str = "per borrow") -> Table:
+    """A table of seconds per operation: median per row, and its cost ratio to the baseline."""
+    base = baseline_of(times)
+    rows = [
+        Row(name, statistics.median(v), *spread([x / b for x, b in zip(v, times[base], strict=True)]))
+        for name, v in times.items()
+    ]
+    return Table(title, base, rows, unit=unit)
 
 
 # -- SELECT 1 end to end ---------------------------------------------------------------------------
@@ -237,49 +236,42 @@ def _tasks_round(
 
 
 def contended(
-    title: str, impls: Mapping[str, Callable[[float], Round]], rounds: int,
-    seconds: float, out: TextIO,
-) -> dict[str, tuple[float, float, float]]:  # fmt: skip
-    """Interleaved timed rounds; per implementation: median ops/s, worst fairness, p99 wait."""
+    title: str, impls: Mapping[str, Callable[[float], Round]], rounds: int, seconds: float, out: TextIO
+) -> Table:
+    """Interleaved timed rounds; per implementation: median ops/s, worst fairness, median p99 wait."""
     res: dict[str, list[tuple[float, float, float]]] = {name: [] for name in impls}
-    for r in range(rounds):
+    progress = Progress(out, rounds)
+    for _ in range(rounds):
         for name, run in impls.items():
             total, counts, waits = run(seconds)
             most = max(counts, default=0)
             fair = min(counts) / most if most else 0.0
             res[name].append((total / seconds, fair, _quantile(waits, 0.99)))
-        out.write(f"\r  round {r + 1}/{rounds}")
-        out.flush()
-    out.write("\r" + " " * 30 + "\r")
-    summary = {
-        name: (
-            statistics.median(v[0] for v in vals),
-            min(v[1] for v in vals),
-            statistics.median(v[2] for v in vals),
-        )
-        for name, vals in res.items()
-    }
-    base_name = (
-        "fastpool[c]" if "fastpool[c]" in summary else next(n for n in summary if n.startswith("fastpool"))
-    )
-    base = summary[base_name][0]
-    out.write(f"\n{title}\n")
-    out.write(f"  {'implementation':<28} {'ops/s':>10} {'vs ' + base_name:>16} {'min/max per worker':>19}"
-              f" {'p99 wait':>12}\n")  # fmt: skip
-    for name, (ops, fair, p99) in sorted(summary.items(), key=lambda kv: -kv[1][0]):
-        out.write(f"  {name:<28} {ops:>10,.0f} {ops / base:>15.2f}x {fair:>19.2f} {p99 * 1e6:>9.0f} us\n")
-    return summary
+        progress.step()
+    progress.done()
+    base = baseline_of(res)
+    rows = []
+    for name, vals in res.items():
+        # the time ratio of a round: the baseline's ops/s over the row's (lower is better)
+        per_round = [b[0] / v[0] if v[0] else float("inf") for v, b in zip(vals, res[base], strict=True)]
+        fair = min(v[1] for v in vals)
+        p99 = statistics.median(v[2] for v in vals)
+        extra = (f"{fair:.2f}", f"{p99 * 1e6:,.0f} us")
+        rows.append(Row(name, statistics.median(v[0] for v in vals), *spread(per_round), extra=extra))
+    table = Table(title, base, rows, unit="ops/s", extra_headers=("min/max per worker", "p99 wait"))
+    write_table(table, out)
+    return table
 
 
-def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]], skipped: list[str],
+def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]], tables: list[Table],
                         out: TextIO) -> None:  # fmt: skip
-    rounds, seconds = (1, 0.2) if quick else (3, 1.0)
-    names = ["fastpool[c]", "fastpool[python]", "psycopg_pool"]
+    rounds, seconds = (2, 0.2) if quick else (3, 1.0)
+    names = ["fastpool (compiled)", "fastpool (pure Python)", "psycopg_pool"]
     sync_pools = {
         n: i.pool for n, i in _build(partial(sync_pg, dsn=dsn, autocommit=True), names, closers, []).items()
     }
     loop = asyncio.new_event_loop()
-    anames = ["fastpool[c]", "fastpool[python]", "psycopg_pool async"]
+    anames = ["fastpool (compiled)", "fastpool (pure Python)", "psycopg_pool async"]
     async_pools = {
         n: i.pool
         for n, i in _build(lambda n: async_pg(n, dsn, loop, autocommit=True), anames, closers, []).items()
@@ -290,24 +282,25 @@ def _contended_sections(dsn: str, quick: bool, closers: list[Callable[[], Any]],
         name: partial(lambda s, cm: _tasks_round(loop, cm, 64, s, True), cm=impl.cm)
         for name, impl in apg.items()
     }
-    out.write(
-        f"\nasyncpg: contended, SELECT 1, 64 tasks on 4 connections: {len(apg_impls)} implementations\n"
-    )
-    contended("asyncpg: contended, SELECT 1, 64 tasks on 4 connections", apg_impls, rounds, seconds, out)
+    title = "asyncpg: contended, SELECT 1, 64 tasks on 4 connections"
+    out.write(f"\n{title}: {len(apg_impls)} implementations, {_rounds(rounds)} of {seconds:g} s\n")
+    tables.append(contended(title, apg_impls, rounds, seconds, out))
     for query, label in ((False, "no query"), (True, "SELECT 1")):
         pools = sync_pools if query else {**sync_pools, "floor: FIFO hand-off": HandoffFloor()}
         impls = {
             name: partial(lambda s, p, q: _threads_round(p.connection, 16, s, q), p=p, q=query)
             for name, p in pools.items()
         }
-        out.write(f"\ncontended, {label}, 16 threads on 4 connections: {len(impls)} implementations\n")
-        contended(f"contended, {label}, 16 threads on 4 connections", impls, rounds, seconds, out)
+        title = f"contended, {label}, 16 threads on 4 connections"
+        out.write(f"\n{title}: {len(impls)} implementations, {_rounds(rounds)} of {seconds:g} s\n")
+        tables.append(contended(title, impls, rounds, seconds, out))
         aimpls = {
             name: partial(lambda s, p, q: _tasks_round(loop, p.connection, 64, s, q), p=p, q=query)
             for name, p in async_pools.items()
         }
-        out.write(f"\ncontended, {label}, 64 tasks on 4 connections: {len(aimpls)} implementations\n")
-        contended(f"contended, {label}, 64 tasks on 4 connections", aimpls, rounds, seconds, out)
+        title = f"contended, {label}, 64 tasks on 4 connections"
+        out.write(f"\n{title}: {len(aimpls)} implementations, {_rounds(rounds)} of {seconds:g} s\n")
+        tables.append(contended(title, aimpls, rounds, seconds, out))
 
 
 # -- memory ------------------------------------------------------------------------------------------
@@ -349,7 +342,9 @@ def memory_per_connection(dsn: str, n: int, out: TextIO) -> None:
         p.wait()
         return p
 
-    rows = {f"fastpool[{t}]": traced(partial(pool_of, t), lambda p: p.close()) for t in builds()}
+    rows = {
+        f"fastpool ({_BUILD_NAMES[t]})": traced(partial(pool_of, t), lambda p: p.close()) for t in builds()
+    }
     try:
         import psycopg_pool
 
@@ -377,35 +372,49 @@ def _close_all(closers: list[Callable[[], Any]]) -> None:
     closers.clear()
 
 
-def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout) -> int:
-    """Run every shape that can run here and print the tables; return the exit code."""
+def run_bench(dsn: str | None, quick: bool, out: TextIO = sys.stdout, plot_to: str | None = None) -> int:
+    """Run every shape that can run here and print the tables (and chart them into ``plot_to``)."""
     rounds, batch = (5, 200) if quick else (25, 2000)
     closers: list[Callable[[], Any]] = []
     skipped: list[str] = []
+    tables: list[Table] = []
     builds_here = builds()
-    default = _core_build.IMPLEMENTATION
-    out.write(f"fastpool bench: core builds {', '.join(builds_here)} (in use by default: {default})\n")
+    out.write(f"builds here: {', '.join(_BUILD_NAMES[b] for b in builds_here)}\n")
     if "c" not in builds_here:
-        out.write("note: the compiled core is not built here; ratios are against the pure-Python build\n")
+        out.write("note: the compiled build is missing here; ratios are against the pure-Python build\n")
+    out.write("every ratio: the row's time per operation / the baseline's (lower is better); a row whose\n"
+              "spread over the rounds includes 1.00x is marked as a tie\n")  # fmt: skip
     try:
         for title, build in shapes(dsn, skipped).items():
             shape = build(closers)
-            out.write(f"\n{title}: {len(shape)} implementations, {rounds} rounds of {batch}\n")
-            report(title, measure(shape, rounds, batch, out), out)
+            out.write(f"\n{title}: {len(shape)} implementations, {_rounds(rounds)} of {batch}\n")
+            tables.append(time_table(title, measure(shape, rounds, batch, out)))
+            write_table(tables[-1], out)
             _close_all(closers)
         if dsn is not None:
             title = "SELECT 1 per borrow, 1 thread (autocommit)"
             shape = _select1_shape(dsn, closers, skipped)
             q_rounds, q_batch = (3, 50) if quick else (9, 300)
-            out.write(f"\n{title}: {len(shape)} implementations, {q_rounds} rounds of {q_batch}\n")
-            report(title, measure(shape, q_rounds, q_batch, out), out)
+            out.write(f"\n{title}: {len(shape)} implementations, {_rounds(q_rounds)} of {q_batch}\n")
+            tables.append(time_table(title, measure(shape, q_rounds, q_batch, out), unit="per query"))
+            write_table(tables[-1], out)
             _close_all(closers)
-            _contended_sections(dsn, quick, closers, skipped, out)
+            _contended_sections(dsn, quick, closers, tables, out)
     finally:
         _close_all(closers)
     if dsn is not None:  # after every other pool is closed: it opens connections of its own
         memory_per_connection(dsn, 10 if quick else 40, out)
     if skipped:
         out.write("\nskipped: " + "; ".join(skipped) + "\n")
-    out.write("\nmedian of interleaved rounds; ratios are what to read, absolute times drift.\n")
+    out.write("\nmedians of interleaved rounds: read the ratios and their spread; absolute times drift.\n")
+    if plot_to:
+        plot(tables, plot_to)
+        out.write(f"chart written to {plot_to}\n")
     return 0
+
+
+def _rounds(n: int) -> str:
+    return "1 round" if n == 1 else f"{n} rounds"
+
+
+_BUILD_NAMES = {"c": "compiled", "python": "pure Python"}

@@ -60,14 +60,14 @@ __all__ = [
 LOCAL_DSN = "host=127.0.0.1 dbname=test user=postgres"
 SIZE = 4
 
-PLAIN = ["fastpool[c]", "fastpool[python]", "floor: deque+Lock"]
+PLAIN = ["fastpool (compiled)", "fastpool (pure Python)", "floor: deque+Lock"]
 SYNC = [
-    "fastpool[c]",
-    "fastpool[python]",
-    "fastpool[c] getconn/putconn",
-    "fastpool[python] getconn/putconn",
-    "fastpool[c] ConnectionPool",
-    "fastpool[c] ConnectionPool getconn/putconn",
+    "fastpool (compiled)",
+    "fastpool (pure Python)",
+    "fastpool (compiled) getconn/putconn",
+    "fastpool (pure Python) getconn/putconn",
+    "fastpool (compiled) ConnectionPool",
+    "fastpool (compiled) ConnectionPool getconn/putconn",
     "psycopg_pool",
     "psycopg_pool getconn/putconn",
     "sqlalchemy QueuePool",
@@ -75,21 +75,21 @@ SYNC = [
     "floor: deque+Lock",
 ]
 ASYNC = [
-    "fastpool[c]",
-    "fastpool[python]",
-    "fastpool[c] AsyncConnectionPool",
+    "fastpool (compiled)",
+    "fastpool (pure Python)",
+    "fastpool (compiled) AsyncConnectionPool",
     "psycopg_pool async",
     "asyncpg",
     "floor: asyncio hand-off",
 ]
-SELECT1 = ["dedicated connection", "fastpool[c]", "fastpool[python]", "psycopg_pool"]
+SELECT1 = ["dedicated connection", "fastpool (compiled)", "fastpool (pure Python)", "psycopg_pool"]
 #: the pools of asyncpg connections: fastpool on asyncpg, its asyncpg.Pool drop-in and asyncpg's own
 #: pool (each with its default reset, and a no-op reset), psqlpy's (a Rust driver with a deadpool pool)
 ASYNCPG = [
-    "fastpool[c] asyncpg",
-    "fastpool[python] asyncpg",
-    "fastpool[c] asyncpg drop-in",
-    "fastpool[c] asyncpg drop-in reset=noop",
+    "fastpool (compiled) asyncpg",
+    "fastpool (pure Python) asyncpg",
+    "fastpool (compiled) asyncpg drop-in",
+    "fastpool (compiled) asyncpg drop-in reset=noop",
     "asyncpg.Pool",
     "asyncpg.Pool reset=noop",
     "psqlpy",
@@ -138,7 +138,7 @@ def builds() -> list[str]:
 
 
 def _build_of(name: str) -> str:
-    build = "c" if name.startswith("fastpool[c]") else "python"
+    build = "c" if name.startswith("fastpool (compiled)") else "python"
     if build not in builds():
         raise Unavailable("the compiled core is not built here")
     return build
