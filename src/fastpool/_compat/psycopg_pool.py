@@ -130,6 +130,7 @@ class ConnectionPool(BasePool[ConnT]):
 
     _driver: PsycopgDriver
     _log: ClassVar[logging.Logger] = logger
+    _rollback_level: ClassVar[int] = logging.WARNING  # psycopg_pool warns, and so do we here
     _close_waits: ClassVar[bool] = False  # close() does not wait for borrowed connections
     _lend_as_pool: ClassVar[bool] = True  # conn._pool is the pool, as with psycopg_pool
     _null: ClassVar[bool] = False

@@ -239,7 +239,7 @@ class AsyncpgDriver(PostgresDriver):
             return False
         if conn._protocol.is_in_transaction() or conn._top_xact is not None:
             # returned in a transaction: a bug in the borrower, worth a warning
-            self.log.warning("rolling back returned connection: %s", conn)
+            self.log.log(self.rollback_level, "rolling back returned connection: %s", conn)
             conn._top_xact = None
             await conn.execute(_ROLLBACK)
         if st is not None:

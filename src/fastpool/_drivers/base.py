@@ -66,6 +66,10 @@ class Driver:
     pool: Any = None
     #: where the driver logs: its pool's logger, set by the pool
     log: logging.Logger = logging.getLogger("fastpool")
+    #: the level of "rolling back returned connection": INFO where rolling back an open
+    #: transaction at return is the documented contract (fastpool's own pools), WARNING where
+    #: the surface copies a library that warns (psycopg_pool's); set by the pool
+    rollback_level: int = logging.INFO
     #: what fastpool's session features (leadership, the sandbox) run on this driver's connections
     #: (``value``, ``run``, ``idle``, ``status``, ``begin_sandbox``...; see the PostgreSQL drivers),
     #: or None when its connections are not PostgreSQL sessions

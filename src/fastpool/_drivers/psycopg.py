@@ -104,8 +104,8 @@ class PsycopgDriver(PsycopgDriverBase):
         if action == 0 and conn.pgconn.status == _OK:  # returned mid-query: its state is unknown
             log.warning("closing returned connection: %s", conn)
             self.close(conn)
-        elif action == 2:  # returned in a transaction: a bug in the borrower, worth a warning
-            log.warning("rolling back returned connection: %s", conn)
+        elif action == 2:  # returned in a transaction: rolled back, as documented
+            log.log(self.rollback_level, "rolling back returned connection: %s", conn)
             try:
                 conn.rollback()
             except Exception as exc:

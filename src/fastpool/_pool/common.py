@@ -75,6 +75,8 @@ class PoolCommon(Generic[C]):
 
     #: where the pool logs (the psycopg_pool surface logs where psycopg_pool did)
     _log: ClassVar[logging.Logger] = logger
+    #: how loud a rollback at return is (see ``Driver.rollback_level``)
+    _rollback_level: ClassVar[int] = logging.INFO
     #: ``close()`` waits for borrowed connections (psycopg_pool's does not)
     _close_waits: ClassVar[bool] = True
     #: a psycopg connection's ``_pool`` is the pool itself while lent, as psycopg_pool's is
@@ -109,6 +111,7 @@ class PoolCommon(Generic[C]):
         self._ref = weakref.ref(self)
         driver.pool = self._ref
         driver.log = self._log
+        driver.rollback_level = self._rollback_level
         self._after_connect = config.after_connect
         self._before_acquire = config.before_acquire
         self._after_release = config.after_release
