@@ -187,7 +187,7 @@ cdef inline bint _ready(Gates gates, Entry e, int mode, bint tba) except -1
 cdef inline bint _returnable(Gates gates, Entry e, double now, int mode) except -1
 
 @cython.locals(t=double)
-cdef int _check_timeout(object timeout) except -1
+cdef int _check_timeout(object timeout, object pool_ref) except -1
 
 
 cdef class _Path(PathBase):

@@ -779,6 +779,18 @@ class PoolCore:
         self.sum_connect += seconds
         self._h_connect[_bucket(seconds)] += 1
 
+    def forget_borrows(self) -> None:
+        """Forget every borrow counted so far: hits, waits, hand-offs, returns, their times.
+
+        The eager open borrows connections to open them; the pool calls this when those
+        were its only borrows, so that a pool nobody used reports no request.
+        """
+        self.n_hits = self.n_waits = self.n_handoffs = self.n_returns = 0
+        self.usage = self.sum_wait = 0.0
+        for i in range(N_BUCKETS):
+            self._h_use[i] = 0
+            self._h_wait[i] = 0
+
     def histograms(self) -> dict[str, tuple[list[int], float]]:
         """Per-bucket counts (over ``HIST_BOUNDS`` then the rest) and the sum, in seconds, of the
         waits (hits included, as 0 s), the uses (borrow to return) and the connects."""
@@ -935,15 +947,24 @@ class NoLock:
         return None
 
 
-def _check_timeout(timeout: Any) -> None:
-    """A per-call ``timeout`` must be None or finite seconds >= 0 (the same errors as the pools')."""
+def _check_timeout(timeout: Any, pool_ref: Any) -> None:
+    """A per-call ``timeout`` must be None or finite seconds >= 0 (the same errors as the pools',
+    naming the pool's class)."""
     if type(timeout) is not float and type(timeout) is not int:
-        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+        raise TypeError(
+            f"{_owner(pool_ref)}: timeout must be a number of seconds, got {type(timeout).__name__}"
+        )
     t = timeout
     if not -INF < t < INF:  # (nan too)
-        raise ValueError(f"timeout must be finite, got {timeout}")
+        raise ValueError(f"{_owner(pool_ref)}: timeout must be finite, got {timeout}")
     if t < 0:
-        raise ValueError(f"timeout must be >= 0, got {timeout}")
+        raise ValueError(f"{_owner(pool_ref)}: timeout must be at least 0 seconds, got {timeout}")
+
+
+def _owner(pool_ref: Any) -> str:
+    """The class the user called, for an error message (only on the error path)."""
+    pool = pool_ref() if pool_ref is not None else None
+    return "pool" if pool is None else type(pool).__name__
 
 
 class _Path(PathBase):
@@ -1040,7 +1061,7 @@ class FastPath(_Path):
     def get(self, timeout: float | None) -> Entry:
         """Return an in-use entry (the pool's ``_get``)."""
         if timeout is not None:
-            _check_timeout(timeout)
+            _check_timeout(timeout, self._pool)
         now = _now()
         self._lock.acquire()
         try:
@@ -1208,7 +1229,7 @@ class AsyncFastPath(_Path):
     def get(self, timeout: float | None) -> Any:
         """An in-use entry now, or an awaitable of the pool's giving one."""
         if timeout is not None:
-            _check_timeout(timeout)
+            _check_timeout(timeout, self._pool)
         if self.loop is None or _get_running_loop() is not self.loop:
             return self._pool()._get(timeout)  # first use binds; another loop raises
         now = _now()

@@ -10,9 +10,10 @@ may use it.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "check_duration",
     "check_seconds",
     "check_sizes",
+    "config_of",
     "session_needed",
 ]
 
@@ -88,7 +90,9 @@ def check_duration(
     if math.isnan(v) or math.isinf(v):
         raise ValueError(f"{p}{name} must be finite, got {value}")
     if v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{p}{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+        raise ValueError(
+            f"{p}{name} must be {'at least 0' if allow_zero else 'more than 0'} seconds, got {value}"
+        )
     return v
 
 
@@ -205,6 +209,18 @@ class PoolConfig:
         """A copy with new sizes (``resize``), checked as at construction."""
         check_sizes("min_size", min_size, "max_size", max_size, owner=self.owner)
         return _replace(self, min_size=min_size, max_size=max_size)
+
+
+def config_of(owner: str, options: Mapping[str, Any]) -> PoolConfig:
+    """``PoolConfig(**options)`` for the class ``owner``; an unknown keyword is named as the user
+    wrote it (``Pool() got an unexpected keyword argument 'max_szie' (did you mean 'max_size'?)``)."""
+    known = [f.name for f in fields(PoolConfig) if f.name not in ("owner", "aliases")]
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}{hint}")
+    return PoolConfig(**options, owner=owner)
 
 
 def _replace(config: PoolConfig, **changes: Any) -> PoolConfig:

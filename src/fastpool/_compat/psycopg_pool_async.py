@@ -40,7 +40,7 @@ from .._acompat import maybe_await, sleep_async
 from .._drivers.psycopg_async import AsyncPsycopgDriver, run_autocommit_async
 from .._meta import ConnectionMetadata
 from .._pool.base_async import AsyncBasePool
-from .._settings import MAX_SIZE, PoolConfig, check_bool, check_callable, check_count
+from .._settings import MAX_SIZE, PoolConfig, check_bool, check_callable, check_count, check_sizes
 from .._types import AsyncConninfo, AsyncConnT, AsyncKwargs, FastpoolExtras
 from ..errors import PoolTimeout
 from ..recycle import Recycle
@@ -166,7 +166,7 @@ class AsyncConnectionPool(AsyncBasePool[AsyncConnT]):
         if min_size is None:
             min_size = 0 if self._null else 4
         owner = type(self).__name__
-        min_size, core_max = self._check_size(min_size, max_size)  # psycopg_pool's rules and words
+        min_size, core_max = self._check_size(min_size, max_size)  # psycopg_pool's rules
         max_size = min_size if max_size is None else max_size
         check_bool("open", open, allow_none=True, owner=owner)
         check_bool("close_returns", close_returns, owner=owner)
@@ -223,17 +223,16 @@ class AsyncConnectionPool(AsyncBasePool[AsyncConnT]):
         self.num_workers = config.num_workers
 
     def _check_size(self, min_size: int, max_size: int | None) -> tuple[int, int]:
-        """psycopg_pool's size rules, under its messages; return (min_size, the core's max_size)."""
-        if isinstance(min_size, int) and not isinstance(min_size, bool) and min_size < 0:
-            raise ValueError("min_size cannot be negative")
-        check_count("min_size", min_size, 0, MAX_SIZE)
+        """psycopg_pool's size rules, in fastpool's words; return (min_size, the core's max_size)."""
+        owner = type(self).__name__
         if max_size is not None:
-            check_count("max_size", max_size, 1, MAX_SIZE)
-            if max_size < min_size:
-                raise ValueError("max_size must be greater or equal than min_size")
+            check_sizes("min_size", min_size, "max_size", max_size, owner=owner)
             return min_size, max_size
+        check_count("min_size", min_size, 0, MAX_SIZE, owner=owner)
         if min_size < 1:
-            raise ValueError("if min_size is 0 max_size must be greater or than 0")
+            raise ValueError(
+                f"{owner}: max_size must be given when min_size is 0 (max_size=None means min_size)"
+            )
         return min_size, min_size
 
     @property
@@ -465,14 +464,14 @@ class AsyncNullConnectionPool(AsyncConnectionPool[AsyncConnT]):
     _null: ClassVar[bool] = True
 
     def _check_size(self, min_size: int, max_size: int | None) -> tuple[int, int]:
-        check_count("min_size", min_size, 0)
+        owner = type(self).__name__
+        check_count("min_size", min_size, 0, owner=owner)
         if min_size != 0:
-            raise ValueError("null pools must have min_size = 0")
-        if max_size is None or max_size == 0:
+            raise ValueError(f"{owner}: min_size must be 0, got {min_size} (a null pool keeps no connection)")
+        if max_size is None:
             return 0, MAX_SIZE
-        if isinstance(max_size, int) and not isinstance(max_size, bool) and max_size < 0:
-            raise ValueError("max_size must be greater or equal than min_size")
-        return 0, check_count("max_size", max_size, 1, MAX_SIZE)
+        check_count("max_size", max_size, 0, MAX_SIZE, owner=owner)  # 0: no limit
+        return 0, max_size or MAX_SIZE
 
     @property
     def max_size(self) -> int:

@@ -65,7 +65,7 @@ class Leadership:
     ) -> None:
         self.key = normalize_key(key)
         if heartbeat is not None and not heartbeat > 0:
-            raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat}")
+            raise ValueError(f"heartbeat must be more than 0 seconds, got {heartbeat}")
         if on_lost is not None and not callable(on_lost):
             raise TypeError("on_lost must be callable or None")
         self._pool = pool

@@ -1,0 +1,82 @@
+"""One wording per kind of mistake, naming the option and the class the user called."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import fastpool
+from fastpool.asyncpg import create_pool
+
+DSN = "host=127.0.0.1 port=1 dbname=x user=y"  # nothing is opened: every error comes first
+CLASSES: dict[str, Callable[..., Any]] = {
+    "Pool": lambda **kw: fastpool.Pool(DSN, **kw),
+    "AsyncPool": lambda **kw: fastpool.AsyncPool(DSN, **kw),
+    "ConnectionPool": lambda **kw: fastpool.ConnectionPool(DSN, open=False, **kw),
+    "AsyncConnectionPool": lambda **kw: fastpool.AsyncConnectionPool(DSN, open=False, **kw),
+    "ResourcePool": lambda **kw: fastpool.ResourcePool(_Res, **kw),
+    "Pool (asyncpg)": lambda **kw: create_pool(DSN, **kw),
+}
+
+
+class _Res(fastpool.BaseResource[None]):
+    @classmethod
+    def create(cls, ctx: None) -> _Res:
+        return cls()
+
+
+def _owner(label: str) -> str:
+    return label.split(" ", maxsplit=1)[0]
+
+
+@pytest.mark.parametrize("label", CLASSES)
+def test_sizes_the_wrong_way_round(label: str) -> None:
+    with pytest.raises(
+        ValueError, match=rf"^{_owner(label)}: min_size \(5\) cannot be greater than max_size \(2\)$"
+    ):
+        CLASSES[label](min_size=5, max_size=2)
+
+
+@pytest.mark.parametrize("label", CLASSES)
+def test_a_count_too_small(label: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{_owner(label)}: min_size must be at least 0, got -1$"):
+        CLASSES[label](min_size=-1, max_size=2)
+
+
+@pytest.mark.parametrize(
+    ("label", "option"),
+    [("Pool", "acquire_timeout"), ("AsyncPool", "max_lifetime"), ("ConnectionPool", "timeout"),
+     ("Pool (asyncpg)", "max_inactive_connection_lifetime")],
+)  # fmt: skip
+def test_a_duration_out_of_range(label: str, option: str) -> None:
+    zero_ok = option == "max_inactive_connection_lifetime"  # 0: never, as in asyncpg
+    bound = "at least 0" if zero_ok else "more than 0"
+    with pytest.raises(ValueError, match=rf"^{_owner(label)}: {option} must be {bound} seconds, got -1$"):
+        CLASSES[label](**{option: -1})
+
+
+def test_a_per_call_timeout_names_the_pool_class() -> None:
+    with fastpool.ResourcePool(_Res, max_size=1) as pool:
+        with pytest.raises(ValueError, match=r"^ResourcePool: timeout must be at least 0 seconds, got -1$"):
+            pool.acquire(timeout=-1)
+
+
+@pytest.mark.parametrize("label", ["Pool", "AsyncPool", "ResourcePool"])
+def test_an_unknown_keyword_names_the_class_and_suggests(label: str) -> None:
+    with pytest.raises(
+        TypeError, match=re.escape(f"{label}() got an unexpected keyword argument 'max_szie'")
+    ) as e:
+        CLASSES[label](max_szie=3)
+    assert "did you mean 'max_size'?" in str(e.value)
+
+
+def test_pool_options_validates_when_constructed() -> None:
+    with pytest.raises(
+        TypeError, match=r"^PoolOptions: test_before_acquire must be True or False, got 'no'$"
+    ):
+        fastpool.PoolOptions(test_before_acquire="no")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^PoolOptions: min_connections \(5\) cannot be greater"):
+        fastpool.PoolOptions(min_connections=5, max_connections=2)
