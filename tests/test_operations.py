@@ -64,6 +64,19 @@ def test_leak_tracking_is_off_by_default(make: Any) -> None:
     assert pool.stats()["leaks"] == 0
 
 
+def test_the_eager_open_is_not_counted_as_a_request(make: Any) -> None:
+    """A pool opened and never used reports no request and no wait or use; its connects count."""
+    pool = make(min_size=2, max_size=4)
+    s = check_invariants(pool)
+    assert s["requests"] == s["hits"] == s["waits"] == s["returns"] == 0
+    assert s["wait_time"]["count"] == s["use_time"]["count"] == 0 and s["wait_ms"] == 0
+    assert s["connects"] == s["connect_time"]["count"] == 2
+    with pool.connection():
+        pass
+    s = pool.stats()
+    assert s["requests"] == 1 and s["wait_time"]["count"] == s["use_time"]["count"] == 1
+
+
 def test_histograms_of_wait_use_and_connect_times(make: Any) -> None:
     pool = make(max_size=1)
     with pool.connection():

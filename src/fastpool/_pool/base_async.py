@@ -50,7 +50,7 @@ from .._aio import AwaitableContext
 from .._drivers.base import Driver
 from .._drivers.resource import AsyncResourceDriver
 from .._meta import META_NEW, ConnectionMetadata
-from .._settings import PoolConfig, check_duration
+from .._settings import PoolConfig, check_duration, config_of
 from .._types import C, PoolSettings
 from ..errors import PoolClosed, PoolTimeout, WrongPoolError
 from .checkout_async import AsyncPooledConnection
@@ -86,7 +86,7 @@ class AsyncBasePool(PoolCommon[C]):
         self, make_driver: Callable[[float], Driver], config: PoolConfig | None = None, **options: Any
     ) -> None:
         if config is None:
-            config = PoolConfig(**options, owner=type(self).__name__)
+            config = config_of(type(self).__name__, options)
         elif options:
             raise TypeError(f"{type(self).__name__}: options are given in config, not also as keywords")
         super().__init__(make_driver, config)
@@ -166,6 +166,11 @@ class AsyncBasePool(PoolCommon[C]):
             raise
         for e in held:
             self._fast.release(e, monotonic())
+        with self._lock:
+            core = self._core
+            if core.n_hits + core.n_waits == len(held):  # nobody else borrowed meanwhile
+                core.forget_borrows()  # a pool that was never used reports no request
+                self._counters["wait_ms"] = 0
 
     async def wait(self, timeout: float = 30.0) -> None:
         """Wait until ``min_size`` connections are open.
