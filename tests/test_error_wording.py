@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,3 +82,17 @@ def test_pool_options_validates_when_constructed() -> None:
         fastpool.PoolOptions(test_before_acquire="no")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^PoolOptions: min_connections \(5\) cannot be greater"):
         fastpool.PoolOptions(min_connections=5, max_connections=2)
+
+
+def test_a_refused_first_open_says_why_it_waits_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """An eager open against a port nobody listens on keeps trying for fail_fast_after (a server
+    starting beside the app is worth waiting for), and says so at the first failure, once."""
+    caplog.set_level(logging.WARNING, logger="fastpool")
+    with pytest.raises(fastpool.PoolTimeout) as e:
+        fastpool.Pool("host=127.0.0.1 port=1 dbname=x user=y password=s3cret", fail_fast_after=1.0)
+    failed_at = time.time()
+    said = [r for r in caplog.records if "cannot connect to 127.0.0.1:1 yet" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert "retrying for up to 1 s before the open fails (fail_fast_after)" in said[0].getMessage()
+    assert said[0].created < failed_at - 0.5  # said while waiting, not with the failure
+    assert "s3cret" not in caplog.text + str(e.value)

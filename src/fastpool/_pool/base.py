@@ -151,16 +151,19 @@ class BasePool(PoolCommon[C]):
         want = max(1, self._core.min_size)
         held: list[Any] = []
         deadline = monotonic() + (self._acquire_timeout if timeout is None else timeout)
+        self._eager_waiting = True
         try:
             for _ in range(want):
                 held.append(self._get(max(0.0, deadline - monotonic())))
         except BaseException as exc:
+            self._eager_waiting = False
             for e in held:
                 self._fast.release(e, monotonic())
             self.close(0)
             if isinstance(exc, PoolTimeout):
                 raise eager_open_error(self, exc, want) from self._driver.safe_error(exc.__cause__)
             raise
+        self._eager_waiting = False
         for e in held:
             self._fast.release(e, monotonic())
         with self._lock:

@@ -103,6 +103,7 @@ class PoolCommon(Generic[C]):
         self._closed = True  # until started: __del__/close stay harmless
         self._opened = False
         self._terminated = False  # terminate(): connections are aborted, never closed politely
+        self._eager_waiting = False  # an eager open waits and no connect has failed yet
         self._config = config
         self._acquire_timeout = config.acquire_timeout
         self._release_timeout = config.release_timeout
@@ -649,6 +650,17 @@ class PoolCommon(Generic[C]):
             "will retry" if retry else "not retryable",
             self._driver.redact(str(exc).strip()),
         )
+        if retry and self._eager_waiting:  # the eager open waits: say why now, not 10 s later
+            self._eager_waiting = False
+            limit = self._config.fail_fast_after
+            self._log.warning(
+                "%s: cannot connect to %s yet (%s); retrying for up to %g s before the open fails (%s)",
+                self._name,
+                self._driver.describe(),
+                self._driver.redact(str(exc).strip().splitlines()[0]),
+                self._acquire_timeout if limit is None else min(limit, self._acquire_timeout),
+                "acquire_timeout" if limit is None or limit >= self._acquire_timeout else "fail_fast_after",
+            )
         if gave_up:
             self._log.warning(
                 "%s: connecting to %s has failed for more than %s s",
