@@ -96,3 +96,33 @@ def test_a_refused_first_open_says_why_it_waits_at_once(caplog: pytest.LogCaptur
     assert "retrying for up to 1 s before the open fails (fail_fast_after)" in said[0].getMessage()
     assert said[0].created < failed_at - 0.5  # said while waiting, not with the failure
     assert "s3cret" not in caplog.text + str(e.value)
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out = []
+    while exc is not None:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("how", ["eager", "acquire", "ConnectionPool"])
+def test_no_password_in_the_cause_chain_objects(dsn: str, how: str) -> None:
+    """psycopg's connect error carries libpq's connection object, whose repr and ``password``
+    attribute hold the password: the errors fastpool chains carry none (``pgconn`` is cut)."""
+    bad = f"{dsn} user=fastpool_no_such_role password=s3cret"
+    with pytest.raises(fastpool.PoolTimeout) as e:
+        if how == "eager":
+            fastpool.Pool(bad, acquire_timeout=3)
+        elif how == "acquire":
+            with fastpool.Pool.connect_lazy(bad) as pool:
+                pool.acquire(timeout=2)
+        else:
+            with fastpool.ConnectionPool(bad, timeout=2) as pool:
+                pool.wait(2)
+    chain = _chain(e.value)
+    assert len(chain) >= 2
+    for exc in chain:
+        assert getattr(exc, "pgconn", None) is None
+        assert "s3cret" not in repr(vars(exc)) + str(exc) + repr(exc)

@@ -201,7 +201,9 @@ class PostgresDriver(Driver):
             return None
         text = str(exc)
         clean = self.redact(text)
-        if clean == text:
+        # psycopg's error keeps libpq's connection object (``pgconn``), whose repr and ``password``
+        # hold the password: a copy without it is chained, as for a message with a secret in it
+        if clean == text and getattr(exc, "pgconn", None) is None:
             return exc
         try:
             safe = type(exc)(clean)
