@@ -142,16 +142,22 @@ def plot(tables: Sequence[Table], path: str) -> None:
     tables = [t for t in tables if len(t.rows) > 1]
     if not tables:
         raise SystemExit("--plot: nothing to plot (no table has more than one row)")
-    heights = [0.6 + 0.32 * len(t.rows) for t in tables]
-    fig, axes = plt.subplots(len(tables), 1, figsize=(9, sum(heights) + 1.2), squeeze=False,
+    cols = 2 if len(tables) > 3 else 1  # two columns: a chart that fits a screen, not a strip
+    rows = [tables[i : i + cols] for i in range(0, len(tables), cols)]
+    heights = [0.7 + 0.3 * max(len(t.rows) for t in row) for row in rows]
+    fig, axes = plt.subplots(len(rows), cols, figsize=(8 * cols, sum(heights) + 1.0), squeeze=False,
                              gridspec_kw={"height_ratios": heights})  # fmt: skip
-    for ax, table in zip(axes[:, 0], tables, strict=True):
-        _plot_table(ax, table)
-    axes[-1, 0].set_xlabel(
-        "time per operation vs the table's fastpool (compiled) row (log scale, lower is better)\n"
-        "bar: median over the rounds; whiskers: min-max; green: faster, orange: slower, "
-        "grey: a tie (the spread includes 1.00x)",
-        fontsize=8,
+    for r, row in enumerate(rows):
+        for c in range(cols):
+            if c < len(row):
+                _plot_table(axes[r, c], row[c])
+            else:
+                axes[r, c].axis("off")
+    fig.supxlabel(
+        "time per operation vs the table's fastpool (compiled) row (log scale, lower is better); "
+        "bar: the median over the rounds, whiskers: min-max;\n"
+        "green: faster, orange: slower, grey: a tie (the spread includes 1.00x)",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from .. import _core_build
 from .._surfaces.pool import Pool
@@ -37,6 +37,7 @@ from .shapes import (
     sync_pg,
 )
 
+T = TypeVar("T")
 Shape = dict[str, Callable[[int], None]]  # implementation -> run(n borrows)
 
 
@@ -125,14 +126,22 @@ def _async_shape(dsn: str, closers: list[Callable[[], Any]], skipped: list[str])
     return {name: runner(impl.cm) for name, impl in impls.items() if impl.cm is not None}
 
 
+def _rotated(impls: Mapping[str, T], r: int) -> list[tuple[str, T]]:
+    """The implementations in their order rotated by ``r``: no one always runs first (after a
+    pause) or right after the same neighbour, which would bias the interleaved rounds."""
+    items = list(impls.items())
+    k = r % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
 def measure(shape: Shape, rounds: int, batch: int, out: TextIO) -> dict[str, list[float]]:
     """Interleave ``rounds`` rounds of ``batch`` borrows per implementation; seconds per borrow, per round."""
     times: dict[str, list[float]] = {name: [] for name in shape}
     for run in shape.values():  # warm up every lazy path
         run(min(batch, 200))
     progress = Progress(out, rounds)
-    for _ in range(rounds):
-        for name, run in shape.items():
+    for r in range(rounds):
+        for name, run in _rotated(shape, r):  # each round starts with another implementation
             t0 = time.perf_counter()
             run(batch)
             times[name].append((time.perf_counter() - t0) / batch)
@@ -241,8 +250,8 @@ def contended(
     """Interleaved timed rounds; per implementation: median ops/s, worst fairness, median p99 wait."""
     res: dict[str, list[tuple[float, float, float]]] = {name: [] for name in impls}
     progress = Progress(out, rounds)
-    for _ in range(rounds):
-        for name, run in impls.items():
+    for r in range(rounds):
+        for name, run in _rotated(impls, r):
             total, counts, waits = run(seconds)
             most = max(counts, default=0)
             fair = min(counts) / most if most else 0.0
