@@ -145,6 +145,13 @@ UNWRAP_CALLS = frozenset({"AwaitableContext"})
 #: breaks, after the renames).  Every entry must be used: a stale one is an error.
 DOC_PHRASES = (
     ("an ``with``", "a ``with``"),
+    ("objects, or of asyncpg connections.", "objects (asyncpg has no threaded API: see ``AsyncPool``)."),
+    (
+        '``"asyncpg"``: the pool hands out ``asyncpg.Connection`` objects, ``kwargs`` go to '
+        "``asyncpg.connect``, and ``conninfo`` may be a ``postgresql://`` URL or a libpq "
+        "``key=value`` string (translated); the threaded pool refuses it;",
+        '``"asyncpg"``, which the threaded pool refuses (``AsyncPool`` takes it);',
+    ),
     ("of the asyncio pools", "of the threaded pools"),
     ("the asyncio pools", "the threaded pools"),
     ("an asyncio pool", "a threaded pool"),

@@ -75,16 +75,14 @@ def _with_connection_class(owner: str, kwargs: Any, connection_class: Any) -> An
 
 
 class Pool(BasePool[PoolConnT], Generic[PoolConnT]):
-    """A threaded pool of psycopg 3 ``Connection`` objects, or of asyncpg connections.
+    """A threaded pool of psycopg 3 ``Connection`` objects (asyncpg has no threaded API: see ``AsyncPool``).
 
     ``Pool("host=127.0.0.1 dbname=test user=postgres")``: options follow
     sqlx's ``PoolOptions``; invalid values raise ``ValueError`` or
     ``TypeError`` naming the option:
 
-    * ``driver``: ``"psycopg"`` (the default) or ``"asyncpg"``: the pool hands
-      out ``asyncpg.Connection`` objects, ``kwargs`` go to ``asyncpg.connect``,
-      and ``conninfo`` may be a ``postgresql://`` URL or a libpq ``key=value``
-      string (translated); the threaded pool refuses it;
+    * ``driver``: ``"psycopg"`` (the default) or ``"asyncpg"``, which the threaded pool
+      refuses (``AsyncPool`` takes it);
 
     * ``min_size`` / ``max_size``: the floor kept open in the background and
       the hard cap on idle + in use + connecting;
