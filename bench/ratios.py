@@ -2,7 +2,7 @@
 
 Used by ``bench/conftest.py`` at the end of a ``pytest bench/`` run, and as a
 script on a saved run: ``python -m bench.ratios results.json`` (from
-``pytest bench/ --benchmark-json results.json``) prints the README's table.
+``pytest bench/ --benchmark-json results.json``) prints a Markdown table of ratios.
 """
 
 from __future__ import annotations

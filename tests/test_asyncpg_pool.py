@@ -117,7 +117,7 @@ async def test_a_backend_terminated_while_idle_never_reaches_a_caller(
         assert killed
         # asyncpg reads what the server sends while a connection is idle: a FATAL read in the
         # instant before the backend closes its socket leaves nothing for the I/O-free probe to
-        # see (the README says so); once the server has closed the socket, the probe sees it
+        # see (docs/asyncpg.md says so); once the server has closed the socket, the probe sees it
         await asyncio.sleep(0.05)
         for _ in range(8):
             async with pool.connection() as conn:
@@ -245,7 +245,7 @@ async def test_fast_return_sends_nothing_when_the_borrower_changed_nothing(make_
 
 
 async def _session_leaks(pool: Any) -> dict[str, bool]:
-    """What the next borrower sees of what the previous one left (asyncpg column of the README)."""
+    """What the next borrower sees of what the previous one left (the asyncpg column of docs/recycling.md)."""
     async with pool.connection() as conn:
         await conn.execute("SET statement_timeout = '1234ms'")
         await conn.execute("SELECT pg_advisory_lock(pg_backend_pid())")

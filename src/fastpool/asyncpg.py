@@ -1,6 +1,6 @@
 """asyncpg's pool API on fastpool: ``from fastpool.asyncpg import create_pool``.
 
-A drop-in for ``asyncpg.create_pool`` and ``asyncpg.Pool`` (see the README's
+A drop-in for ``asyncpg.create_pool`` and ``asyncpg.Pool`` (see docs/from-asyncpg.md,
 "Switching from asyncpg"): the same signature, proxy, hooks, shortcuts and
 errors, with fastpool's guarantees under them.  Needs asyncpg
 (``pip install 'fastpool[asyncpg]'``).
