@@ -780,16 +780,11 @@ class PoolCore:
         self._h_connect[_bucket(seconds)] += 1
 
     def forget_borrows(self) -> None:
-        """Forget every borrow counted so far: hits, waits, hand-offs, returns, their times.
-
-        The eager open borrows connections to open them; the pool calls this when those
-        were its only borrows, so that a pool nobody used reports no request.
-        """
+        """Forget the borrows counted so far (the eager open's: a pool never used shows none)."""
         self.n_hits = self.n_waits = self.n_handoffs = self.n_returns = 0
         self.usage = self.sum_wait = 0.0
         for i in range(N_BUCKETS):
-            self._h_use[i] = 0
-            self._h_wait[i] = 0
+            self._h_use[i] = self._h_wait[i] = 0
 
     def histograms(self) -> dict[str, tuple[list[int], float]]:
         """Per-bucket counts (over ``HIST_BOUNDS`` then the rest) and the sum, in seconds, of the
