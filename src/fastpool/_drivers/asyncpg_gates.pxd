@@ -52,5 +52,6 @@ cdef class AsyncpgGates(Gates):  # (not final: Cython refuses a final class's ov
     @cython.locals(st=AsyncpgState, proto=object)
     cpdef bint returnable(self, Entry e, double now) except -1
     cpdef bint idle(self, AsyncpgState st) except -1
+    cdef inline bint _quiet(self, AsyncpgState st) except -1
     @cython.locals(st=AsyncpgState, proto=object)
     cpdef bint pristine(self, Entry e, long long queries) except -1

@@ -208,22 +208,16 @@ class AsyncpgGates(Gates):
         return bool(self.open(st) and fd_readable(st.fd) == 0)
 
     def returnable(self, e: Entry, now: float) -> bool:
-        """A returned connection may go straight back: unexpired, open, in no transaction, no
-        operation or cancellation in progress, nothing the client tracks changed, and its
-        server still in the wanted role."""
+        """A returned connection may go straight back: unexpired, quiet (see :meth:`_quiet`),
+        nothing the client tracks changed, and its server still in the wanted role."""
         data = e.data
         if type(data) is not AsyncpgState:
             return False
         st = data
-        proto = st.proto
         return bool(
             now < e.expires_at
             and st.epoch == self.epoch
-            and self.open(st)
-            and not self._cancelling(proto)
-            and not slot_get(self._acquired, st.section)
-            and not self._in_tx(proto)
-            and slot_get(self._top_xact, st.conn) is None
+            and self._quiet(st)
             and st.same()
             and (st.role == ROLE_ANY or role_ok(st.settings, st.role))
         )
@@ -236,24 +230,30 @@ class AsyncpgGates(Gates):
             self.open(st) and not self._cancelling(proto) and not slot_get(self._acquired, st.section)
         )
 
-    def pristine(self, e: Entry, queries: int) -> bool:
-        """A connection back from a borrow of ``fastpool.asyncpg.Pool`` has nothing for
-        asyncpg's reset to undo: open, no operation or cancellation in progress, no
-        transaction, no listener, its server still in the wanted role, and no query sent
-        since it was lent (``queries``: the protocol's ``queries_count`` then; it counts
-        every query when it is sent, whatever becomes of it)."""
-        data = e.data
-        if type(data) is not AsyncpgState:
-            return False
-        st = data
+    def _quiet(self, st: AsyncpgState) -> bool:
+        """Open, no operation or cancellation in progress, and in no transaction (neither the
+        server's nor asyncpg's own)."""
         proto = st.proto
         return bool(
-            slot_get(self._queries, proto) == queries
-            and self.open(st)
+            self.open(st)
             and not self._cancelling(proto)
             and not slot_get(self._acquired, st.section)
             and not self._in_tx(proto)
             and slot_get(self._top_xact, st.conn) is None
+        )
+
+    def pristine(self, e: Entry, queries: int) -> bool:
+        """A connection back from a borrow of ``fastpool.asyncpg.Pool`` has nothing for
+        asyncpg's reset to undo: quiet (see :meth:`_quiet`), no listener, its server still in
+        the wanted role, and no query sent since it was lent (``queries``: the protocol's
+        ``queries_count`` then; it counts every query when it is sent, whatever becomes of it)."""
+        data = e.data
+        if type(data) is not AsyncpgState:
+            return False
+        st = data
+        return bool(
+            slot_get(self._queries, st.proto) == queries
+            and self._quiet(st)
             and not st.listeners
             and not st.log_listeners
             and (st.role == ROLE_ANY or role_ok(st.settings, st.role))
