@@ -29,7 +29,6 @@ from fastpool._bench.shapes import LOCAL_DSN
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts)]
-LOCAL_URL = "postgresql://postgres@127.0.0.1/test"
 _FENCE = re.compile(r"^```(?:python|py)\s*$")
 _MARK = re.compile(r"^<!--\s*(fragment|run):\s*(.*?)\s*-->\s*$")
 #: at most this many blocks may be fragments (not run), over every page
@@ -80,11 +79,15 @@ def test_the_docs_have_examples_and_few_fragments() -> None:
     assert {b.mark for b in BLOCKS} <= {"", "fragment", "pytest"}
 
 
-def _url(dsn: str) -> str:
+#: what follows ``scheme://`` in the examples' URLs (``postgresql://``, ``postgresql+psycopg://``...)
+LOCAL_URL_TAIL = "postgres@127.0.0.1/test"
+
+
+def _url_tail(dsn: str) -> str:
     p = conninfo_to_dict(dsn)
     host, port = p.get("host", "127.0.0.1"), p.get("port", "5432")
     password = f":{p['password']}" if p.get("password") else ""
-    return f"postgresql://{p.get('user', 'postgres')}{password}@{host}:{port}/{p.get('dbname', 'test')}"
+    return f"{p.get('user', 'postgres')}{password}@{host}:{port}/{p.get('dbname', 'test')}"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def docs_database(dsn: str) -> str:
 def test_example_runs_as_written(block: Block, docs_database: str, tmp_path: Path) -> None:
     code = block.code
     if docs_database != LOCAL_DSN:
-        code = code.replace(LOCAL_DSN, docs_database).replace(LOCAL_URL, _url(docs_database))
+        code = code.replace(LOCAL_DSN, docs_database).replace(LOCAL_URL_TAIL, _url_tail(docs_database))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTPOOL_")}
     env["PYTHONWARNINGS"] = "error::ResourceWarning,error::RuntimeWarning"
     if block.mark == "pytest":
