@@ -192,8 +192,9 @@ def _plot_table(ax: Any, table: Table) -> None:
     high = max(*(r.high for r in rows), 1.0) * 1.6
     ax.set_xlim(low, high)
     ticks = [t for t in _TICKS if low <= t <= high]
-    if len(ticks) < 3:
-        ticks = [t for t in _FINE_TICKS if low <= t <= high]
+    if len(ticks) < 3:  # a narrow range: finer ticks, fewer of them where the range is wider
+        fine = _FINE_TICKS if high / low < 2.5 else (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
+        ticks = [t for t in fine if low <= t <= high]
     ax.set_xticks(ticks, [f"{t:g}x" for t in ticks], fontsize=8)
     ax.minorticks_off()
     ax.set_yticks(ys, [r.name for r in rows], fontsize=8)
