@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 import fastpool
 from fastpool import AsyncOwnership, AsyncSandbox, LeadershipNotAcquired, SandboxError, Status
@@ -174,8 +175,17 @@ async def test_sqlalchemy_asyncpg_dialect_on_async_fast_pool(build: str, dsn: st
         id = mapped_column(sa.Integer, primary_key=True)
         v = mapped_column(sa.Text, nullable=True)
 
+    p = conninfo_to_dict(dsn)  # the test's database, which holds the test's table
+    url = sa.URL.create(
+        "postgresql+asyncpg",
+        username=p.get("user"),
+        password=p.get("password"),
+        host=p.get("host"),
+        port=int(p["port"]) if p.get("port") else None,
+        database=p.get("dbname"),
+    )
     engine = create_async_engine(
-        "postgresql+asyncpg://postgres@127.0.0.1/test",
+        url,
         poolclass=AsyncFastPool,
         pool_size=4,
         max_overflow=0,
