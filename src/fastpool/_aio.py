@@ -60,7 +60,12 @@ def run_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any])
         waiting_on = coro.send(None)
     except StopIteration:
         return None
-    return loop.create_task(resume(coro, waiting_on))
+    return loop.create_task(_rest(coro, waiting_on))
+
+
+async def _rest(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
+    """A native coroutine for the task: since 3.12, tasks refuse generator-based coroutines."""
+    return await resume(coro, waiting_on)
 
 
 @types.coroutine
