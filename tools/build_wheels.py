@@ -177,6 +177,7 @@ def test(python: str, wheel: Path, level: str, psycopg: str | None, workdir: Pat
             "CI": os.environ.get("CI", "true"),
             "FASTPOOL_REQUIRE_EXTENSIONS": "1",
             "FASTPOOL_TEST_DSN": dsn,
+            "FASTPOOL_TEST_BUILDS": "c",  # the wheel's compiled build; the main suite runs both
         }
         cmd = [vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
         res = run(cmd, env=env, cwd=str(ROOT))
