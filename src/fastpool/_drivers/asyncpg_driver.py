@@ -37,7 +37,6 @@ from urllib.parse import unquote, urlencode, urlsplit
 from psycopg.conninfo import conninfo_to_dict
 
 from .. import _core_build
-from .._acompat import maybe_await
 from .._core_build import build_of, load_module
 from ..recycle import Recycle
 from .postgres import PostgresDriver, conninfo_secrets, endpoints, role_problem, scrub
@@ -194,22 +193,10 @@ class AsyncpgDriver(PostgresDriver):
 
     async def connect(self) -> Any:
         if self.dynamic:
-            dsn, kwargs = await self._params()
+            dsn, kwargs = await self._params_async()
         else:
             dsn, kwargs = self.dsn, self.kwargs
         return await self._asyncpg.connect(dsn, **kwargs)
-
-    async def _params(self) -> tuple[str | None, dict[str, Any]]:
-        """Call the conninfo and kwargs functions (for a new connection) and check what they give."""
-        conninfo, kwargs = self.conninfo_source, self.kwargs_source
-        try:
-            if callable(conninfo):
-                conninfo = await maybe_await(conninfo())
-            if callable(kwargs):
-                kwargs = await maybe_await(kwargs())
-        except Exception as exc:
-            raise self.params_error(exc) from None
-        return self.resolve(conninfo, kwargs)
 
     async def close(self, conn: Any) -> None:
         try:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
+from .._acompat import maybe_await
 from .._settings import session_needed
 from ..errors import PoolTimeout
 from ..recycle import Recycle
@@ -179,6 +180,34 @@ class PostgresDriver(Driver):
             raise TypeError(f"the conninfo function must return a str, got {type(conninfo).__name__}")
         if kwargs is not None and not isinstance(kwargs, Mapping):
             raise TypeError(f"the kwargs function must return a mapping, got {type(kwargs).__name__}")
+
+    def resolve(self, conninfo: Any, kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """The driver's connection parameters for ``conninfo`` and ``kwargs`` (checked)."""
+        raise NotImplementedError
+
+    def _params(self) -> tuple[Any, dict[str, Any]]:
+        """Call the conninfo and kwargs functions (for a new connection) and check what they give."""
+        conninfo, kwargs = self.conninfo_source, self.kwargs_source
+        try:
+            if callable(conninfo):
+                conninfo = conninfo()
+            if callable(kwargs):
+                kwargs = kwargs()
+        except Exception as exc:
+            raise self.params_error(exc) from None
+        return self.resolve(conninfo, kwargs)
+
+    async def _params_async(self) -> tuple[Any, dict[str, Any]]:
+        """:meth:`_params` for the asyncio pools: the functions may be coroutine functions."""
+        conninfo, kwargs = self.conninfo_source, self.kwargs_source
+        try:
+            if callable(conninfo):
+                conninfo = await maybe_await(conninfo())
+            if callable(kwargs):
+                kwargs = await maybe_await(kwargs())
+        except Exception as exc:
+            raise self.params_error(exc) from None
+        return self.resolve(conninfo, kwargs)
 
     def params_error(self, exc: BaseException) -> Exception:
         """The error of a conninfo or kwargs function that raised: a failed connect, retried."""

@@ -61,18 +61,6 @@ class PsycopgDriver(PsycopgDriverBase):
         conn._pool = self  # psycopg only needs close_returns/putconn (the pool replaces it while lent)
         return conn
 
-    def _params(self) -> tuple[str, dict[str, Any]]:
-        """Call the conninfo and kwargs functions (for a new connection) and check what they give."""
-        conninfo, kwargs = self.conninfo_source, self.kwargs_source
-        try:
-            if callable(conninfo):
-                conninfo = conninfo()
-            if callable(kwargs):
-                kwargs = kwargs()
-        except Exception as exc:
-            raise self.params_error(exc) from None
-        return self.resolve(conninfo, kwargs)
-
     def putconn(self, conn: Any) -> None:
         """What psycopg calls from ``conn.close()`` when ``close_returns`` is set."""
         pool = self.pool() if self.pool is not None else None

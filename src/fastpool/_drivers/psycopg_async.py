@@ -12,7 +12,6 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from .._acompat import maybe_await
 from .psycopg_base import ASYNC_SETTERS, PsycopgDriverBase, changes, forget_prepared
 
 __all__ = ["AsyncPsycopgDriver", "AsyncPsycopgSession", "run_autocommit_async"]
@@ -59,18 +58,6 @@ class AsyncPsycopgDriver(PsycopgDriverBase):
         conn = await self.connection_class.connect(conninfo, **kwargs)
         conn._pool = self  # psycopg only needs close_returns/putconn (the pool replaces it while lent)
         return conn
-
-    async def _params_async(self) -> tuple[str, dict[str, Any]]:
-        """Call the conninfo and kwargs functions (for a new connection) and check what they give."""
-        conninfo, kwargs = self.conninfo_source, self.kwargs_source
-        try:
-            if callable(conninfo):
-                conninfo = await maybe_await(conninfo())
-            if callable(kwargs):
-                kwargs = await maybe_await(kwargs())
-        except Exception as exc:
-            raise self.params_error(exc) from None
-        return self.resolve(conninfo, kwargs)
 
     async def putconn(self, conn: Any) -> None:
         """What psycopg calls from ``conn.close()`` when ``close_returns`` is set."""
