@@ -343,14 +343,6 @@ class AsyncpgDriver(PostgresDriver):
         )
         return err
 
-    def role_changed(self, conn: Any) -> bool:
-        """True (and logged) when ``conn``'s server no longer matches ``target_session_attrs``."""
-        err = self.role_error(conn)
-        if err is None:
-            return False
-        self.log.warning("closing a returned connection: %s", err)
-        return True
-
     def retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, (OSError, asyncio.TimeoutError)):
             return True

@@ -209,6 +209,19 @@ class PostgresDriver(Driver):
             raise self.params_error(exc) from None
         return self.resolve(conninfo, kwargs)
 
+    def role_error(self, conn: Any) -> Exception | None:
+        """The error to give when ``conn``'s server no longer matches ``target_session_attrs``
+        (as the server last reported it, no I/O); None while it matches."""
+        raise NotImplementedError
+
+    def role_changed(self, conn: Any) -> bool:
+        """True (and logged) when ``conn``'s server no longer matches ``target_session_attrs``."""
+        err = self.role_error(conn)
+        if err is None:
+            return False
+        self.log.warning("closing a returned connection: %s", err)
+        return True
+
     def params_error(self, exc: BaseException) -> Exception:
         """The error of a conninfo or kwargs function that raised: a failed connect, retried."""
         err = self.connect_error_class(

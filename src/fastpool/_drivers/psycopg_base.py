@@ -299,14 +299,6 @@ class PsycopgDriverBase(PostgresDriver):
             f"the pool wants target_session_attrs={target}"
         )
 
-    def role_changed(self, conn: Any) -> bool:
-        """True (and logged) when ``conn``'s server no longer matches ``target_session_attrs``."""
-        err = self.role_error(conn)
-        if err is None:
-            return False
-        self.log.warning("closing a returned connection: %s", err)
-        return True
-
     def reset_now(self, entry: Any) -> int:
         """The I/O-free part of the reset: 0 discard, 1 done, 2 the reset (with I/O) must run."""
         action = self._begin_reset(entry)
