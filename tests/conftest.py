@@ -492,6 +492,23 @@ async def make_dropin(build: str, dsn: str, app_name: str) -> AsyncIterator[Any]
             p.terminate()
 
 
+def sqlalchemy_url(dsn: str, drivername: str) -> Any:
+    """The SQLAlchemy URL (``drivername``: ``postgresql+psycopg``, ``postgresql+asyncpg``) of the
+    libpq DSN ``dsn``: the test's own database, whatever it is."""
+    import sqlalchemy as sa
+    from psycopg.conninfo import conninfo_to_dict
+
+    p = conninfo_to_dict(dsn)
+    return sa.URL.create(
+        drivername,
+        username=p.get("user"),
+        password=p.get("password"),
+        host=p.get("host"),
+        port=int(p["port"]) if p.get("port") else None,
+        database=p.get("dbname"),
+    )
+
+
 def check_invariants(pool: fastpool.BasePool[Any]) -> dict[str, Any]:
     """Assert the pool's accounting adds up; return its stats."""
     s = pool.stats()

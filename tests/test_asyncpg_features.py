@@ -14,12 +14,11 @@ import time
 from typing import Any
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 import fastpool
 from fastpool import AsyncOwnership, AsyncSandbox, LeadershipNotAcquired, SandboxError, Status
 
-from .conftest import backends, check_invariants, count_rows
+from .conftest import backends, check_invariants, count_rows, sqlalchemy_url
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -175,17 +174,8 @@ async def test_sqlalchemy_asyncpg_dialect_on_async_fast_pool(build: str, dsn: st
         id = mapped_column(sa.Integer, primary_key=True)
         v = mapped_column(sa.Text, nullable=True)
 
-    p = conninfo_to_dict(dsn)  # the test's database, which holds the test's table
-    url = sa.URL.create(
-        "postgresql+asyncpg",
-        username=p.get("user"),
-        password=p.get("password"),
-        host=p.get("host"),
-        port=int(p["port"]) if p.get("port") else None,
-        database=p.get("dbname"),
-    )
     engine = create_async_engine(
-        url,
+        sqlalchemy_url(dsn, "postgresql+asyncpg"),  # the test's database, which holds its table
         poolclass=AsyncFastPool,
         pool_size=4,
         max_overflow=0,

@@ -18,10 +18,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from .acompat import wait_until
-from .conftest import backends, unavailable
+from .conftest import backends, sqlalchemy_url, unavailable
 from .test_pool_pg import terminate
 
 pytestmark = pytest.mark.db
@@ -44,15 +43,7 @@ POOL_SIZE, MAX_OVERFLOW = 3, 2
 def url(dsn: str) -> Any:
     if _missing:
         unavailable(_missing)
-    p = conninfo_to_dict(dsn)
-    return sa.URL.create(
-        "postgresql+psycopg",
-        username=p.get("user"),
-        password=p.get("password"),
-        host=p.get("host"),
-        port=int(p["port"]) if p.get("port") else None,
-        database=p.get("dbname"),
-    )
+    return sqlalchemy_url(dsn, "postgresql+psycopg")
 
 
 @pytest.fixture
