@@ -167,9 +167,24 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the default: threads sharing a pool, then its stats",
                        description=_DEMO_HELP, formatter_class=raw)  # fmt: skip
     d.add_argument("--dsn", default=argparse.SUPPRESS, help=dsn_help)
-    d.add_argument("--workers", type=int, default=8, help="borrowing threads (default: 8)")
-    d.add_argument("--max-size", type=int, default=4, help="the pool's max_size (default: 4)")
-    d.add_argument("--seconds", type=float, default=2.0, help="how long to run (default: 2)")
+    d.add_argument(
+        "--workers",
+        type=int,
+        default=_DEMO_DEFAULTS["workers"],
+        help="borrowing threads (default: %(default)s)",
+    )
+    d.add_argument(
+        "--max-size",
+        type=int,
+        default=_DEMO_DEFAULTS["max_size"],
+        help="the pool's max_size (default: %(default)s)",
+    )
+    d.add_argument(
+        "--seconds",
+        type=float,
+        default=_DEMO_DEFAULTS["seconds"],
+        help="how long to run (default: %(default)g)",
+    )
     b = sub.add_parser("bench", help="fastpool beside the pools installed here, as ratios",
                        description=_BENCH_HELP, formatter_class=raw)  # fmt: skip
     b.add_argument("--dsn", default=argparse.SUPPRESS, help=dsn_help)
