@@ -101,7 +101,7 @@ def test_bench_cli_quick_runs(dsn: str) -> None:
     """``python -m fastpool bench --quick`` prints a table of ratios (a smoke test, no timing asserted)."""
     out = _bench_cli(dsn)
     assert (
-        "time per operation / fastpool (compiled)" in out
+        "time per operation / fastpool (" in out  # the compiled build's row, or the pure one's
         and "borrow+return, psycopg, no query, 1 thread" in out
     )
     assert "async borrow+return" in out
